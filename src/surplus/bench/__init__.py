@@ -1,0 +1,1 @@
+"""Replay of real data: the surplus controller against baselines and the annual LP optimum."""

@@ -1,0 +1,60 @@
+"""Small capability Protocols: what a device can do, one ability each.
+
+An integration's adapter implements the ones its device has; the runtime looks them up
+with ``isinstance`` and drops a capability whose device says it is not supported.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from surplus.domain.readings import BatteryState, ChargerState, MeterReading, VehicleState
+from surplus.domain.tariff import Rates
+
+
+@runtime_checkable
+class Meter(Protocol):
+    async def read_power(self) -> MeterReading: ...
+
+
+@runtime_checkable
+class Battery(Protocol):
+    async def read_battery(self) -> BatteryState: ...
+
+
+@runtime_checkable
+class BatteryController(Protocol):
+    async def set_battery_mode(self, mode: str, power_w: float = 0.0) -> None: ...
+
+
+@runtime_checkable
+class Charger(Protocol):
+    async def read_charger(self) -> ChargerState: ...
+
+    async def enable(self, on: bool) -> None: ...
+
+
+@runtime_checkable
+class CurrentLimiter(Protocol):
+    async def set_current(self, current_a: float) -> None: ...
+
+
+@runtime_checkable
+class PhaseSwitcher(Protocol):
+    async def set_phases(self, phases: int) -> None: ...
+
+
+@runtime_checkable
+class Vehicle(Protocol):
+    async def read_vehicle(self) -> VehicleState: ...
+
+
+@runtime_checkable
+class VehicleWaker(Protocol):
+    async def wake(self) -> None: ...
+
+
+@runtime_checkable
+class TariffSource(Protocol):
+    def known_rates(self, now: datetime) -> Rates: ...

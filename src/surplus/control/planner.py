@@ -1,0 +1,242 @@
+"""Planning: what to buy from the grid, and when, to reach each target at least cost.
+
+``make_plan`` builds the site LP (``lp.py``) over the prices known now, from the solar and
+load *forecasts* in the snapshot (never the truth), for the home battery and every car in
+``plan`` mode: it buys only what solar is not expected to cover, in the cheapest slots
+before the deadline, and tells the battery when to hold, charge from the grid or carry the
+house. What lies past the known prices is valued, not planned: energy left in a battery or
+a car is worth what it is expected to save later. ``cheapest_slots`` is the simpler rule
+other products use (full power in the cheapest slots, PV ignored); the benchmark's
+evcc-like baseline uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from math import sqrt
+
+import numpy as np
+from numpy.typing import NDArray
+
+from surplus.control.lp import BatteryModel, EvModel, SiteLp, solve
+from surplus.control.settings import LoadpointSettings, Mode, SiteSettings
+from surplus.control.state import Plan
+from surplus.domain.readings import BatteryState, SiteSnapshot
+from surplus.domain.tariff import SLOT, SLOT_S, Rates
+
+F64 = NDArray[np.float64]
+
+
+def max_power_w(lp: LoadpointSettings, voltage_v: float) -> float:
+    phases = 1 if lp.charger.phases == 1 else 3
+    return lp.charger.max_current_a * voltage_v * phases
+
+
+def vehicle_energy_wh(snapshot: SiteSnapshot, lp: LoadpointSettings) -> tuple[float, float] | None:
+    """(energy now, capacity) of the car on ``lp``, when its state is known."""
+    view = snapshot.loadpoints.get(lp.name)
+    if view is None or view.vehicle is None:
+        return None
+    cap = view.vehicle.capacity_wh or lp.vehicle_capacity_wh
+    return view.vehicle.soc_pct / 100.0 * cap, cap
+
+
+def target_wh(lp: LoadpointSettings, energy_wh: float, capacity_wh: float) -> float:
+    assert lp.plan is not None
+    if lp.plan.soc_pct is not None:
+        return lp.plan.soc_pct / 100.0 * capacity_wh
+    return energy_wh + (lp.plan.energy_wh or 0.0)
+
+
+def plan_key(snapshot: SiteSnapshot, settings: SiteSettings) -> tuple[object, ...]:
+    """What a plan depends on besides time: which cars are plugged in, and their targets."""
+    key: list[object] = []
+    for lp in settings.loadpoints:
+        view = snapshot.loadpoints.get(lp.name)
+        plugged = view is not None and view.charger.status != "disconnected"
+        key.append((lp.name, lp.mode, plugged, lp.plan))
+    return tuple(key)
+
+
+def _aligned(values: Sequence[float], offset: int, n: int) -> F64:
+    arr = np.asarray(values, dtype=float)
+    if len(arr) == 0:
+        return np.zeros(n)
+    idx = np.clip(np.arange(offset, offset + n), 0, len(arr) - 1)
+    return arr[idx]
+
+
+def _battery_model(state: BatteryState, settings: SiteSettings, rates: Rates) -> BatteryModel:
+    policy = settings.battery
+    eta = sqrt(policy.round_trip_efficiency)
+    return BatteryModel(
+        capacity_wh=state.capacity_wh,
+        soc_wh=state.soc_pct / 100.0 * state.capacity_wh,
+        min_wh=policy.min_soc_pct / 100.0 * state.capacity_wh,
+        max_charge_w=state.max_charge_w,
+        max_discharge_w=state.max_discharge_w,
+        efficiency_charge=eta,
+        efficiency_discharge=eta,
+        wear_eur_per_kwh=policy.wear_eur_per_kwh,
+        grid_charge=policy.controllable,
+        terminal_eur_per_kwh=float(np.median(rates.import_eur_per_kwh)) * eta,
+    )
+
+
+def _ev_model(
+    lp: LoadpointSettings,
+    snapshot: SiteSnapshot,
+    rates: Rates,
+    voltage_v: float,
+) -> EvModel | None:
+    known = vehicle_energy_wh(snapshot, lp)
+    if lp.plan is None or known is None:
+        return None
+    energy, capacity = known
+    n = len(rates)
+    p_max = max_power_w(lp, voltage_v)
+    goal = min(target_wh(lp, energy, capacity), lp.limit_soc_pct / 100.0 * capacity)
+    limit = max(lp.limit_soc_pct / 100.0 * capacity, goal)
+    deadline_slot = int((lp.plan.deadline - rates.start).total_seconds() // SLOT_S)
+    max_w = np.full(n, p_max)
+    required = np.zeros(n)
+    cheap = float(np.quantile(rates.import_eur_per_kwh, 0.3))
+    if deadline_slot <= 0:
+        return None
+    if deadline_slot <= n:
+        max_w[deadline_slot:] = 0.0
+        required[deadline_slot - 1] = goal
+        lo = 0.0
+    else:
+        after_h = (deadline_slot - n) * SLOT_S / 3600.0
+        reachable_later = p_max * lp.charge_efficiency * after_h * 0.7
+        required[-1] = max(0.0, goal - reachable_later)
+        lo = cheap
+    hi = 0.5 * cheap
+    return EvModel(
+        name=lp.name,
+        max_w=max_w,
+        energy_wh=energy,
+        capacity_wh=limit,
+        efficiency=lp.charge_efficiency,
+        required_wh=required if required.any() else None,
+        terminal_split_wh=goal,
+        terminal_lo_eur_per_kwh=lo,
+        terminal_hi_eur_per_kwh=hi,
+    )
+
+
+def make_plan(
+    snapshot: SiteSnapshot,
+    settings: SiteSettings,
+    rates: Rates,
+    now: datetime,
+    voltage_v: float = 230.0,
+) -> Plan:
+    """Plan the site over ``rates`` from the snapshot's forecast and state."""
+    n = len(rates)
+    forecast = snapshot.forecast
+    if forecast is not None:
+        offset = int((rates.start - forecast.start).total_seconds() // forecast.step_s)
+        pv = _aligned(forecast.pv_w, offset, n)
+        load = _aligned(forecast.load_w, offset, n)
+    else:
+        home = snapshot.home_w() or 0.0
+        pv = np.zeros(n)
+        load = np.full(n, max(home, 0.0))
+    evs = [
+        ev
+        for lp in settings.loadpoints
+        if lp.mode == Mode.PLAN and (ev := _ev_model(lp, snapshot, rates, voltage_v)) is not None
+    ]
+    battery = (
+        _battery_model(snapshot.battery, settings, rates) if snapshot.battery is not None else None
+    )
+    site = SiteLp(
+        dt_h=SLOT_S / 3600.0,
+        pv_w=pv,
+        load_w=load,
+        import_eur_per_kwh=rates.import_eur_per_kwh,
+        export_eur_per_kwh=rates.export_eur_per_kwh,
+        battery=battery,
+        evs=evs,
+        max_import_w=settings.site_max_current_a * voltage_v * 3,
+    )
+    result = solve(site)
+    ev_sum = sum((w for w in result.ev_w.values()), np.zeros(n))
+    return Plan(
+        start=rates.start,
+        made_at=now,
+        rates_end=rates.end,
+        ev_w=result.ev_w,
+        ev_energy_wh=result.ev_energy_wh,
+        grid_import_w=result.grid_import_w,
+        battery_charge_w=result.battery_charge_w,
+        battery_discharge_w=result.battery_discharge_w,
+        battery_soc_wh=result.battery_soc_wh,
+        deficit_w=load + ev_sum - pv,
+        key=plan_key(snapshot, settings),
+        cost_eur=result.cost_eur,
+    )
+
+
+def cheapest_slots(
+    rates: Rates, now: datetime, deadline: datetime, energy_wh: float, power_w: float
+) -> NDArray[np.bool_]:
+    """Slots of ``rates`` in which to charge at ``power_w`` to add ``energy_wh`` by
+    ``deadline``: the cheapest ones (ties to the later slot), PV ignored.
+
+    Slots past the known prices cannot be picked; when too few are known or left, every
+    slot from now on is taken (charging at once is the best left).
+    """
+    n = len(rates)
+    chosen = np.zeros(n, dtype=bool)
+    if energy_wh <= 0 or power_w <= 0:
+        return chosen
+    first = max(0, rates.slot_index(now))
+    last = min(n, int((deadline - rates.start) / SLOT))
+    if last <= first:
+        return chosen
+    needed = int(np.ceil(energy_wh / (power_w * SLOT_S / 3600.0)))
+    window = np.arange(first, last)
+    prices = rates.import_eur_per_kwh[window]
+    order = np.lexsort((-window, prices))  # by price, later first on ties
+    chosen[window[order[:needed]]] = True
+    return chosen
+
+
+def slot_of(plan: Plan, now: datetime) -> int | None:
+    """The plan's slot index for ``now``, or None outside it."""
+    i = int((now - plan.start).total_seconds() // SLOT_S)
+    n = len(plan.grid_import_w)
+    return i if 0 <= i < n else None
+
+
+def stale_plan(
+    plan: Plan | None, snapshot: SiteSnapshot, settings: SiteSettings, rates: Rates, now: datetime
+) -> str | None:
+    """Why the plan must be made again, or None if it still holds."""
+    if plan is None:
+        return "no plan yet"
+    if rates.end > plan.rates_end:
+        return "new prices published"
+    if plan.key != plan_key(snapshot, settings):
+        return "cars or targets changed"
+    if now - plan.made_at >= timedelta(seconds=settings.planner.replan_interval_s):
+        return "periodic re-plan"
+    i = slot_of(plan, now)
+    if i is None or i >= len(plan.grid_import_w) - 1:
+        return "plan ran out"
+    if i > 0:
+        dev = settings.planner.replan_deviation_wh
+        if snapshot.battery is not None:
+            soc_wh = snapshot.battery.soc_pct / 100.0 * snapshot.battery.capacity_wh
+            if abs(soc_wh - plan.battery_soc_wh[i - 1]) > dev:
+                return "home battery off plan"
+        for lp in settings.loadpoints:
+            known = vehicle_energy_wh(snapshot, lp)
+            planned = plan.ev_energy_wh.get(lp.name)
+            if known is not None and planned is not None and abs(known[0] - planned[i - 1]) > dev:
+                return f"{lp.name} off plan"
+    return None

@@ -1,0 +1,94 @@
+"""What the engine decides (commands, reasons) and what it remembers between ticks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class BatteryMode(StrEnum):
+    """How the home battery is steered."""
+
+    NORMAL = "normal"  # self-consumption: covers any load, charges from any surplus
+    HOLD = "hold"  # no discharge; still charges from solar surplus
+    CHARGE = "charge"  # charge from the grid at ``power_w``
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerCommand:
+    """Set a charger; ``None`` fields stay as they are."""
+
+    loadpoint: str
+    enable: bool | None = None
+    current_a: float | None = None
+    phases: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryCommand:
+    mode: BatteryMode
+    power_w: float = 0.0
+
+
+Command = ChargerCommand | BatteryCommand
+
+
+@dataclass(frozen=True, slots=True)
+class LoadpointState:
+    """Memory of one loadpoint: the contactor, the timers and the command budget."""
+
+    on: bool = False
+    switched_at: datetime | None = None  # last start or stop
+    want_since: datetime | None = None  # surplus enough to start, since
+    short_since: datetime | None = None  # surplus too little to go on, since
+    starts_day: date | None = None
+    starts_today: int = 0
+    current_a: float = 0.0  # last current sent
+    current_at: datetime | None = None  # when it was sent
+    phases: int = 3
+    phase_want: int | None = None  # phase count wanted, since ``phase_since``
+    phase_since: datetime | None = None
+    phase_switched_at: datetime | None = None
+    connected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A site plan over the known price horizon, per 15-minute slot from ``start``."""
+
+    start: datetime
+    made_at: datetime
+    rates_end: datetime
+    ev_w: Mapping[str, NDArray[np.float64]]  # planned charging power per loadpoint
+    ev_energy_wh: Mapping[str, NDArray[np.float64]]  # expected energy in the car, slot end
+    grid_import_w: NDArray[np.float64]
+    battery_charge_w: NDArray[np.float64]
+    battery_discharge_w: NDArray[np.float64]
+    battery_soc_wh: NDArray[np.float64]  # slot end
+    deficit_w: NDArray[np.float64]  # forecast load + EV - PV
+    key: tuple[object, ...] = ()  # what the plan was made for (targets, plugged cars)
+    cost_eur: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlState:
+    """Everything the engine remembers; the engine returns a new one each tick."""
+
+    loadpoints: Mapping[str, LoadpointState] = field(default_factory=dict)
+    plan: Plan | None = None
+    battery_mode: BatteryMode = BatteryMode.NORMAL
+    battery_power_w: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The result of one tick."""
+
+    commands: tuple[Command, ...]
+    state: ControlState
+    reasons: Mapping[str, str]  # per loadpoint, and "battery"

@@ -1,0 +1,390 @@
+"""``decide``: one tick of the control engine, a pure function of its inputs.
+
+(snapshot, settings, state, now) -> commands, new state, and a reason per loadpoint that a
+person can read. The same function runs in the service and in ``surplus bench``.
+
+Order of a tick: readings too old put a loadpoint in its safe state and nothing else is
+decided from them; the plan is renewed when new information arrived; the battery mode
+follows the plan; the surplus is computed once for the site and shared among loadpoints
+(``allocate``); each loadpoint's wish passes the hysteresis and contactor protection
+(``hysteresis``), becomes phases and a current (``setpoint``), and is sent only when it
+changed and the device's command budget allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from surplus.control.allocate import Demand, allocate
+from surplus.control.hysteresis import gate, started, stopped
+from surplus.control.planner import make_plan, slot_of, stale_plan, vehicle_energy_wh
+from surplus.control.setpoint import (
+    choose_phases,
+    current_a,
+    highest_phases,
+    lowest_phases,
+    power_w,
+    voltage,
+)
+from surplus.control.settings import LoadpointSettings, Mode, SiteSettings
+from surplus.control.state import (
+    BatteryCommand,
+    BatteryMode,
+    ChargerCommand,
+    Command,
+    ControlState,
+    Decision,
+    LoadpointState,
+    Plan,
+)
+from surplus.domain.readings import (
+    BatteryState,
+    ChargerStatus,
+    LoadpointSnapshot,
+    SiteSnapshot,
+)
+
+_CONNECTED = (ChargerStatus.CONNECTED, ChargerStatus.CHARGING)
+
+
+def _age(reading: object, now: datetime) -> float | None:
+    at = getattr(reading, "at", None)
+    return None if at is None else (now - at).total_seconds()
+
+
+def _kw(watts: float) -> str:
+    return f"{watts / 1000:.1f} kW"
+
+
+def decide(
+    snapshot: SiteSnapshot, settings: SiteSettings, state: ControlState, now: datetime
+) -> Decision:
+    """Decide one tick; see the module docstring."""
+    commands: list[Command] = []
+    reasons: dict[str, str] = {}
+    lp_states = dict(state.loadpoints)
+
+    grid_age = _age(snapshot.grid, now)
+    grid_fresh = grid_age is not None and grid_age <= settings.stale.grid_max_age_s
+    battery_age = _age(snapshot.battery, now)
+    battery = (
+        snapshot.battery
+        if battery_age is not None and battery_age <= settings.stale.battery_max_age_s
+        else None
+    )
+
+    plan, plan_note = _renew_plan(snapshot, settings, state.plan, grid_fresh, now)
+    slot = slot_of(plan, now) if plan is not None else None
+
+    # --- the battery follows the plan -------------------------------------------------
+    battery_mode, battery_power, reasons["battery"] = _battery_mode(
+        plan, slot, battery, settings, grid_fresh
+    )
+    if plan_note:
+        reasons["battery"] += f" (re-planned: {plan_note})"
+    if (
+        battery is not None
+        and grid_fresh
+        and settings.battery.controllable
+        and (
+            battery_mode != state.battery_mode or abs(battery_power - state.battery_power_w) > 500.0
+        )
+    ):
+        commands.append(BatteryCommand(battery_mode, battery_power))
+    elif battery is None or not grid_fresh:
+        battery_mode, battery_power = state.battery_mode, state.battery_power_w
+
+    # --- the site's surplus ---------------------------------------------------------------
+    views = {lp.name: snapshot.loadpoints.get(lp.name) for lp in settings.loadpoints}
+    fresh = {
+        name: view is not None
+        and (a := _age(view.charger, now)) is not None
+        and a <= settings.stale.charger_max_age_s
+        for name, view in views.items()
+    }
+    ev_w = sum(v.charger.power_w for n, v in views.items() if v is not None and fresh[n])
+    grid_w = snapshot.grid.power_w if snapshot.grid is not None else 0.0
+    battery_w = battery.power_w if battery is not None else 0.0
+    available = ev_w - grid_w - battery_w - settings.residual_w
+    allowance, start_on_battery = 0.0, False
+    if battery is not None:
+        if battery.soc_pct < settings.battery.priority_soc_pct:
+            available -= battery.max_charge_w
+        elif (
+            battery_mode == BatteryMode.NORMAL
+            and battery.soc_pct >= settings.battery.buffer_soc_pct
+        ):
+            allowance = min(settings.battery.max_battery_to_ev_w, battery.max_discharge_w)
+            start_on_battery = battery.soc_pct >= settings.battery.buffer_start_soc_pct
+    home_w = snapshot.home_w() or 0.0
+    pv_w = snapshot.pv.power_w if snapshot.pv is not None else 0.0
+    volts_site = 230.0
+    cap_w = settings.site_max_current_a * volts_site * 3 - max(0.0, home_w - pv_w)
+
+    # --- each loadpoint's wish --------------------------------------------------------------
+    demands: list[Demand] = []
+    forced_off: dict[str, str] = {}
+    for lp in settings.loadpoints:
+        view = views[lp.name]
+        st = lp_states.get(lp.name) or LoadpointState(phases=highest_phases(lp.charger))
+        if not grid_fresh or not fresh[lp.name]:
+            what = (
+                f"grid reading {grid_age:.0f} s old"
+                if grid_age is not None and not grid_fresh
+                else "no grid reading"
+                if not grid_fresh
+                else "no charger reading"
+                if view is None
+                else f"charger reading {_age(view.charger, now):.0f} s old"
+            )
+            st, cmd, reasons[lp.name] = _fallback(lp, st, settings, what, now)
+            commands.extend(cmd)
+            lp_states[lp.name] = st
+            continue
+        assert view is not None
+        lp_states[lp.name] = replace(st, connected=view.charger.status in _CONNECTED)
+        why_off = _forced_off(lp, view, snapshot)
+        if why_off:
+            forced_off[lp.name] = why_off
+            continue
+        demands.append(_demand(lp, view, lp_states[lp.name], plan, slot, start_on_battery))
+
+    grants = allocate(available, demands, cap_w=cap_w, allowance_w=allowance)
+
+    # --- apply delays, protection, phases, currents and the command budget -------------
+    for lp in settings.loadpoints:
+        name = lp.name
+        view = views[name]
+        st = lp_states[name]
+        if name in forced_off:
+            if st.on or (view is not None and view.charger.enabled):
+                commands.append(ChargerCommand(name, enable=False))
+                if st.on:
+                    st = stopped(st, now)
+            lp_states[name] = st
+            reasons[name] = forced_off[name]
+            continue
+        demand = next((d for d in demands if d.name == name), None)
+        if demand is None or view is None:
+            continue
+        volts = voltage(view.charger, lp.charger)
+        grant = grants.get(name, 0.0)
+        forced = demand.forced_w > 0
+        g = gate(st, grant > 0, lp.contactor, now, immediate=forced)
+        st = g.state
+        phases, st, phase_note = choose_phases(
+            grant,
+            st,
+            lp.charger,
+            lp.contactor,
+            volts,
+            now,
+            force_max=forced and grant >= power_w(lp.charger.min_current_a, 3, volts),
+        )
+        amps = (
+            current_a(grant, phases, volts, lp.charger) if grant > 0 else lp.charger.min_current_a
+        )
+        was_on = lp_states[name].on
+        cmd, st, budget_note = _commands(
+            lp, st, was_on, g.on, amps, phases, grant, allowance, now, view
+        )
+        commands.extend(cmd)
+        lp_states[name] = st
+        reasons[name] = _reason(
+            lp, g.on, grant, st, phases, forced, g.reason, phase_note, budget_note, snapshot, now
+        )
+
+    new_state = ControlState(
+        loadpoints=lp_states, plan=plan, battery_mode=battery_mode, battery_power_w=battery_power
+    )
+    return Decision(tuple(commands), new_state, reasons)
+
+
+def _renew_plan(
+    snapshot: SiteSnapshot,
+    settings: SiteSettings,
+    plan: Plan | None,
+    grid_fresh: bool,
+    now: datetime,
+) -> tuple[Plan | None, str]:
+    rates = snapshot.rates
+    wanted = any(lp.mode == Mode.PLAN for lp in settings.loadpoints) or (
+        settings.battery.controllable and snapshot.battery is not None
+    )
+    if rates is None or len(rates) == 0 or not wanted:
+        return None, ""
+    if not grid_fresh:
+        return plan, ""  # never plan from stale readings; keep what we had
+    why = stale_plan(plan, snapshot, settings, rates, now)
+    if why is None:
+        return plan, ""
+    return make_plan(snapshot, settings, rates, now), why
+
+
+def _battery_mode(
+    plan: Plan | None,
+    slot: int | None,
+    battery: BatteryState | None,
+    settings: SiteSettings,
+    grid_fresh: bool,
+) -> tuple[BatteryMode, float, str]:
+    if battery is None:
+        return BatteryMode.NORMAL, 0.0, "no fresh battery reading: not steering it"
+    if not grid_fresh:
+        return BatteryMode.NORMAL, 0.0, "grid reading stale: battery left as it is"
+    if not settings.battery.controllable or plan is None or slot is None:
+        return BatteryMode.NORMAL, 0.0, "self-consumption"
+    charge = float(plan.battery_charge_w[slot])
+    discharge = float(plan.battery_discharge_w[slot])
+    imported = float(plan.grid_import_w[slot])
+    deficit = float(plan.deficit_w[slot])
+    if charge > 200.0 and imported > 200.0 and charge > max(-deficit, 0.0) + 200.0:
+        return (
+            BatteryMode.CHARGE,
+            round(charge, -2),
+            f"charging from the grid at {_kw(charge)} for dearer hours",
+        )
+    if deficit > 200.0 and discharge < 0.5 * deficit:
+        return BatteryMode.HOLD, 0.0, "holding its charge for dearer hours"
+    return BatteryMode.NORMAL, 0.0, "self-consumption"
+
+
+def _forced_off(lp: LoadpointSettings, view: LoadpointSnapshot, snapshot: SiteSnapshot) -> str:
+    if view.charger.status not in _CONNECTED:
+        return (
+            "no car plugged in" if view.charger.status != ChargerStatus.ERROR else "charger error"
+        )
+    if lp.mode == Mode.OFF:
+        return "mode off"
+    known = vehicle_energy_wh(snapshot, lp)
+    if known is not None and known[0] >= lp.limit_soc_pct / 100.0 * known[1] - 1.0:
+        return f"limit of {lp.limit_soc_pct:.0f}% reached"
+    return ""
+
+
+def _demand(
+    lp: LoadpointSettings,
+    view: LoadpointSnapshot,
+    st: LoadpointState,
+    plan: Plan | None,
+    slot: int | None,
+    start_on_battery: bool,
+) -> Demand:
+    cfg = lp.charger
+    volts = voltage(view.charger, cfg)
+    min_w = power_w(cfg.min_current_a, lowest_phases(cfg), volts)
+    max_w = power_w(cfg.max_current_a, highest_phases(cfg), volts)
+    start_w = min_w if st.on else min_w + cfg.deadband_w
+    forced = 0.0
+    if lp.mode == Mode.NOW:
+        forced = max_w
+    elif lp.mode == Mode.MINSOLAR:
+        forced = min_w
+    elif lp.mode == Mode.PLAN and plan is not None and slot is not None:
+        planned = plan.ev_w.get(lp.name)
+        if planned is not None and planned[slot] >= 500.0 and plan.grid_import_w[slot] > 200.0:
+            forced = min(max(float(planned[slot]), min_w), max_w)
+    return Demand(
+        lp.name,
+        lp.priority,
+        min_w=start_w,
+        max_w=max_w,
+        forced_w=forced,
+        running=st.on or start_on_battery,
+    )
+
+
+def _fallback(
+    lp: LoadpointSettings, st: LoadpointState, settings: SiteSettings, what: str, now: datetime
+) -> tuple[LoadpointState, list[Command], str]:
+    """Stale data: the configured safe state, and nothing computed from the stale values."""
+    cmds: list[Command] = []
+    if not st.on:
+        return st, cmds, f"{what}: safe fallback (stay off)"
+    if settings.stale.fallback == "stop":
+        cmds.append(ChargerCommand(lp.name, enable=False))
+        return stopped(st, now), cmds, f"{what}: safe fallback (stopped)"
+    low = lp.charger.min_current_a
+    if st.current_a != low:
+        cmds.append(ChargerCommand(lp.name, current_a=low))
+        st = replace(st, current_a=low, current_at=now)
+    return st, cmds, f"{what}: safe fallback (holding {low:g} A)"
+
+
+def _commands(
+    lp: LoadpointSettings,
+    st: LoadpointState,
+    was_on: bool,
+    on: bool,
+    amps: float,
+    phases: int,
+    grant: float,
+    allowance: float,
+    now: datetime,
+    view: LoadpointSnapshot,
+) -> tuple[list[Command], LoadpointState, str]:
+    name = lp.name
+    switchable = lp.charger.phases == "auto"
+    if on and not was_on:
+        cmd = ChargerCommand(
+            name, enable=True, current_a=amps, phases=phases if switchable else None
+        )
+        return [cmd], replace(st, current_a=amps, current_at=now), ""
+    if not on:
+        return ([ChargerCommand(name, enable=False)] if was_on else []), st, ""
+    if switchable and phases != view.charger.phases and st.phase_switched_at == now:
+        cmd = ChargerCommand(name, current_a=amps, phases=phases)
+        return [cmd], replace(st, current_a=amps, current_at=now), ""
+    if abs(amps - st.current_a) < max(lp.budget.deadband_a, lp.charger.resolution_a) - 1e-9:
+        return [], st, ""
+    waited = float("inf") if st.current_at is None else (now - st.current_at).total_seconds()
+    volts = voltage(view.charger, lp.charger)
+    overdraw = power_w(st.current_a, phases, volts) - grant
+    urgent = amps < st.current_a and overdraw > allowance
+    if waited >= lp.budget.min_interval_s or urgent:
+        return (
+            [ChargerCommand(name, current_a=amps)],
+            replace(st, current_a=amps, current_at=now),
+            "",
+        )
+    left = lp.budget.min_interval_s - waited
+    return [], st, f"next change in {int(left // 60)}m (command budget)"
+
+
+def _reason(
+    lp: LoadpointSettings,
+    on: bool,
+    grant: float,
+    st: LoadpointState,
+    phases: int,
+    forced: bool,
+    gate_note: str,
+    phase_note: str,
+    budget_note: str,
+    snapshot: SiteSnapshot,
+    now: datetime,
+) -> str:
+    notes = ", ".join(n for n in (gate_note, phase_note, budget_note) if n and n != "started")
+    if on:
+        if forced and lp.mode == Mode.PLAN:
+            price = ""
+            if snapshot.rates is not None:
+                i = snapshot.rates.slot_index(now)
+                if 0 <= i < len(snapshot.rates):
+                    price = f" at {snapshot.rates.import_eur_per_kwh[i]:.3f} EUR/kWh"
+            head = f"planned grid charging {st.current_a:g} A x {phases}p{price}"
+        elif forced:
+            head = f"{lp.mode.value}: charging {st.current_a:g} A x {phases}p"
+        elif grant > 0:
+            head = f"charging {st.current_a:g} A x {phases}p from surplus"
+        else:
+            head = f"holding {st.current_a:g} A"
+    else:
+        head = "waiting for surplus" if grant > 0 or not notes else "idle"
+        if grant <= 0 and not notes:
+            head = "not enough surplus to start"
+    return f"{head}, {notes}" if notes else head
+
+
+__all__ = ["decide", "started"]

@@ -1,0 +1,1 @@
+"""Domain types shared by every layer: readings, tariffs and the error tree."""
