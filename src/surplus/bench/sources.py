@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import zlib
 from importlib import metadata
 from pathlib import Path
 
@@ -135,6 +136,6 @@ def pvlib_test_file(name: str) -> Path:
                 while chunk := source.read(1 << 20):
                     sink.write(chunk)
             partial.replace(target)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataFileError(tarball, f"cannot extract {member_name}: {exc}") from exc
     return target

@@ -12,7 +12,6 @@ evcc-like baseline uses it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from math import sqrt
 
@@ -59,7 +58,7 @@ def plan_key(snapshot: SiteSnapshot, settings: SiteSettings) -> tuple[object, ..
     return tuple(key)
 
 
-def _aligned(values: Sequence[float], offset: int, n: int) -> F64:
+def _aligned(values: F64, offset: int, n: int) -> F64:
     arr = np.asarray(values, dtype=float)
     if len(arr) == 0:
         return np.zeros(n)
@@ -165,20 +164,62 @@ def make_plan(
     )
     result = solve(site)
     ev_sum = sum((w for w in result.ev_w.values()), np.zeros(n))
+    solar = np.maximum(pv - load, 0.0)
+    grid_blocks = {
+        ev.name: _block(result.ev_w[ev.name], solar, rates.import_eur_per_kwh, ev) for ev in evs
+    }
     return Plan(
         start=rates.start,
         made_at=now,
         rates_end=rates.end,
         ev_w=result.ev_w,
-        ev_energy_wh=result.ev_energy_wh,
+        ev_grid_w=grid_blocks,
+        ev_energy_wh={
+            ev.name: ev.energy_wh
+            + np.cumsum((np.minimum(result.ev_w[ev.name], solar) + grid_blocks[ev.name]))
+            * ev.efficiency
+            * SLOT_S
+            / 3600.0
+            for ev in evs
+        },
         grid_import_w=result.grid_import_w,
         battery_charge_w=result.battery_charge_w,
         battery_discharge_w=result.battery_discharge_w,
         battery_soc_wh=result.battery_soc_wh,
         deficit_w=load + ev_sum - pv,
+        solar_w=solar,
         key=plan_key(snapshot, settings),
         cost_eur=result.cost_eur,
     )
+
+
+def _block(ev_w: F64, solar_w: F64, prices: F64, ev: EvModel) -> F64:
+    """The LP's non-solar energy for a car as one block at full power, in the cheapest
+    contiguous window where the LP charged at all (a contactor is spared the LP's
+    scattered slots, and the price is nearly the same: night prices move slowly).
+    """
+    dt_h = SLOT_S / 3600.0
+    beyond = np.maximum(ev_w - solar_w, 0.0)
+    energy = float(beyond.sum()) * dt_h
+    out = np.zeros(len(ev_w))
+    active = np.flatnonzero(beyond > 1.0)
+    if energy <= 0 or not len(active):
+        return out
+    power = float(np.max(ev.max_w))
+    length = max(1, int(np.ceil(energy / (power * dt_h) - 1e-9)))
+    first, last = int(active[0]), int(active[-1]) + 1
+    usable = ev.max_w > 0
+    best, best_cost = first, float("inf")
+    for start in range(first, max(first, last - length) + 1):
+        window = slice(start, start + length)
+        if start + length > len(ev_w) or not usable[window].all():
+            continue
+        cost = float(prices[window].sum())
+        if cost <= best_cost:  # ties go to the later window
+            best, best_cost = start, cost
+    out[best : best + length] = power
+    out[best + length - 1] = energy / dt_h - power * (length - 1)
+    return out
 
 
 def cheapest_slots(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from math import floor
+from math import ceil, floor
 
 from surplus.control.settings import ChargerSettings, ContactorSettings
 from surplus.control.state import LoadpointState
@@ -26,11 +26,17 @@ def power_w(current_a: float, phases: int, volts: float) -> float:
     return current_a * phases * volts
 
 
-def current_a(budget_w: float, phases: int, volts: float, cfg: ChargerSettings) -> float:
-    """The current for ``budget_w``, on the charger's resolution, within [min, max]."""
+def current_a(
+    budget_w: float, phases: int, volts: float, cfg: ChargerSettings, up: bool = False
+) -> float:
+    """The current for ``budget_w``, on the charger's resolution, within [min, max].
+
+    Rounded down (never more than the surplus), or ``up`` where an amount of energy must
+    be delivered (a planned grid slot).
+    """
     res = cfg.resolution_a
     raw = budget_w / (phases * volts)
-    steps = floor(raw / res + 1e-9)
+    steps = ceil(raw / res - 1e-9) if up else floor(raw / res + 1e-9)
     rounded = round(steps * res, 1)
     return min(max(rounded, cfg.min_current_a), cfg.max_current_a)
 

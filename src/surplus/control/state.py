@@ -65,12 +65,14 @@ class Plan:
     made_at: datetime
     rates_end: datetime
     ev_w: Mapping[str, NDArray[np.float64]]  # planned charging power per loadpoint
+    ev_grid_w: Mapping[str, NDArray[np.float64]]  # of which not from solar, as one block
     ev_energy_wh: Mapping[str, NDArray[np.float64]]  # expected energy in the car, slot end
     grid_import_w: NDArray[np.float64]
     battery_charge_w: NDArray[np.float64]
     battery_discharge_w: NDArray[np.float64]
     battery_soc_wh: NDArray[np.float64]  # slot end
     deficit_w: NDArray[np.float64]  # forecast load + EV - PV
+    solar_w: NDArray[np.float64]  # forecast PV left after the household
     key: tuple[object, ...] = ()  # what the plan was made for (targets, plugged cars)
     cost_eur: float = 0.0
 

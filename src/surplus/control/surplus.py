@@ -183,7 +183,9 @@ def decide(
             force_max=forced and grant >= power_w(lp.charger.min_current_a, 3, volts),
         )
         amps = (
-            current_a(grant, phases, volts, lp.charger) if grant > 0 else lp.charger.min_current_a
+            current_a(grant, phases, volts, lp.charger, up=forced)
+            if grant > 0
+            else lp.charger.min_current_a
         )
         was_on = lp_states[name].on
         cmd, st, budget_note = _commands(
@@ -282,9 +284,10 @@ def _demand(
     elif lp.mode == Mode.MINSOLAR:
         forced = min_w
     elif lp.mode == Mode.PLAN and plan is not None and slot is not None:
-        planned = plan.ev_w.get(lp.name)
-        if planned is not None and planned[slot] >= 500.0 and plan.grid_import_w[slot] > 200.0:
-            forced = min(max(float(planned[slot]), min_w), max_w)
+        block = plan.ev_grid_w.get(lp.name)
+        # what solar is not expected to cover comes from the grid or the battery, as planned
+        if block is not None and block[slot] > 0.5 * min_w:
+            forced = min(max(float(block[slot]), min_w), max_w)
     return Demand(
         lp.name,
         lp.priority,

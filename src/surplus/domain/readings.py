@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+import numpy as np
+from numpy.typing import NDArray
+
 from surplus.domain.tariff import Rates
 
 
@@ -79,8 +82,8 @@ class Forecast:
 
     start: datetime
     step_s: int
-    pv_w: tuple[float, ...]
-    load_w: tuple[float, ...]
+    pv_w: NDArray[np.float64]
+    load_w: NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
