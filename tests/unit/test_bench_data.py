@@ -235,6 +235,7 @@ def test_read_weather_epw_amsterdam(amsterdam_epw: Path) -> None:
         pytest.param(PVLIB_WHEEL_DATA / "12839.tm2", id="tmy2"),
         pytest.param(AMSTERDAM_EPW, id="epw"),
         pytest.param("test_read_psm3.csv", id="nsrdb-psm3"),
+        pytest.param("test_read_psm4.csv", id="nsrdb-psm4"),
         pytest.param(
             "Burlington, United States SolarAnywhere Time Series 2021 "
             "Lat_44_465 Lon_-73_205 TMY3 format.csv",
@@ -253,12 +254,15 @@ def test_weather_timing_matches_the_sun(path: Path | str) -> None:
 
 def test_truncated_epw_names_file_and_line(tmp_path: Path, amsterdam_epw: Path) -> None:
     lines = amsterdam_epw.read_text(encoding="utf-8").splitlines()
-    cut = lines[:2000] + [lines[2000][:40]]
+    cut = [*lines[:2000], lines[2000][:40]]
     path = _write(tmp_path, "cut.epw", "\n".join(cut) + "\n")
     with pytest.raises(DataFileError) as caught:
         read_weather(path)
     assert "cut.epw" in str(caught.value)
     assert caught.value.line == 2001
+    short = _write(tmp_path, "short.epw", "\n".join(lines[:2000]) + "\n")
+    with pytest.raises(DataFileError, match=r"short\.epw:2000: EPW file has 1992 hourly rows"):
+        read_weather(short)
 
 
 def test_garbled_epw_value_names_file_and_line(tmp_path: Path, amsterdam_epw: Path) -> None:
@@ -272,7 +276,7 @@ def test_garbled_epw_value_names_file_and_line(tmp_path: Path, amsterdam_epw: Pa
     fields[13] = "lots"
     lines[4000] = ",".join(fields)
     path = _write(tmp_path, "garbled.epw", "\n".join(lines) + "\n")
-    with pytest.raises(DataFileError, match=r"garbled\.epw:4001: ghi is missing"):
+    with pytest.raises(DataFileError, match=r"garbled\.epw:4001: ghi 'lots' is not a number"):
         read_weather(path)
 
 

@@ -7,8 +7,9 @@ per core by default); the figures are the same whatever the number of workers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 
 from surplus.bench.accounting import Figures, book
 from surplus.bench.optimum import optimum
@@ -75,8 +76,6 @@ def replay(track: Track, pattern: str, strategy: str, settings: SiteSettings) ->
 
 def with_ratios(figures: dict[str, Figures]) -> dict[str, Figures]:
     """Add solar share / optimum's and cost-gap closure to every strategy."""
-    from dataclasses import replace
-
     opt = figures.get("optimum")
     naive = figures.get("naive")
     out = {}
@@ -91,7 +90,7 @@ def with_ratios(figures: dict[str, Figures]) -> dict[str, Figures]:
 
 def run(
     tracks: Sequence[Track],
-    patterns: dict[str, Sequence[str]],
+    patterns: Mapping[str, Sequence[str]],
     strategies: Sequence[str],
     settings: SiteSettings | None = None,
     jobs: int = 2,

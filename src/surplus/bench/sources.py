@@ -100,7 +100,8 @@ def pvlib_sdist() -> Path:
     except OSError as exc:
         raise DataFileError(tarball, f"cannot run pip download: {exc}") from exc
     if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        lines = done.stderr.strip().splitlines()
+        tail = "\n".join(([line for line in lines if line.startswith("ERROR")] or lines)[-3:])
         raise DataFileError(
             tarball, f"pip download of pvlib=={version} failed (exit {done.returncode}): {tail}"
         )

@@ -20,7 +20,13 @@ from math import floor
 from typing import Protocol
 
 from surplus.control.planner import cheapest_slots
-from surplus.control.settings import LoadpointSettings, Mode, PlanTarget, SiteSettings
+from surplus.control.settings import (
+    ChargerSettings,
+    LoadpointSettings,
+    Mode,
+    PlanTarget,
+    SiteSettings,
+)
 from surplus.control.state import ChargerCommand, Command, ControlState
 from surplus.control.surplus import decide
 from surplus.domain.readings import SiteSnapshot
@@ -79,7 +85,10 @@ class SurplusStrategy:
 
 
 def default_settings() -> SiteSettings:
-    return SiteSettings(loadpoints=[LoadpointSettings(name=LOADPOINT, mode=Mode.SOLAR)])
+    """The bench's site: one charger that can switch between 1 and 3 phases."""
+    charger = ChargerSettings(phases="auto")
+    lp = LoadpointSettings(name=LOADPOINT, mode=Mode.SOLAR, charger=charger)
+    return SiteSettings(loadpoints=[lp])
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +51,7 @@ class Track:
     spot_eur_per_kwh: F64 | None  # per 15-minute slot; None: fixed tariff
     fixed_import_eur_per_kwh: float = 0.30
     fixed_export_eur_per_kwh: float = 0.08
-    formula: PriceFormula = PriceFormula()
+    formula: PriceFormula = field(default_factory=PriceFormula)
     notes: str = ""
 
     @property
@@ -116,8 +116,8 @@ def build(
             name=label,
             start=index[0].to_pydatetime().astimezone(UTC),
             step_s=SLOT_S,
-            pv_w=pv.pv_w.to_numpy(dtype=float),
-            clear_sky_w=pv.clear_sky_w.to_numpy(dtype=float),
+            pv_w=np.asarray(pv.pv_w.to_numpy(dtype=float), dtype=np.float64),
+            clear_sky_w=np.asarray(pv.clear_sky_w.to_numpy(dtype=float), dtype=np.float64),
             load_w=h25_load_w(index, NL_TZ, 4000.0),
             tz=tz,
             patterns=("commuter", "home-office"),
@@ -133,8 +133,8 @@ def build(
             name=label,
             start=index[0].to_pydatetime().astimezone(UTC),
             step_s=60,
-            pv_w=pv.pv_w.to_numpy(dtype=float),
-            clear_sky_w=pv.clear_sky_w.to_numpy(dtype=float),
+            pv_w=np.asarray(pv.pv_w.to_numpy(dtype=float), dtype=np.float64),
+            clear_sky_w=np.asarray(pv.clear_sky_w.to_numpy(dtype=float), dtype=np.float64),
             load_w=h25_load_w(index, "Europe/Zurich", 4000.0),
             tz="Europe/Zurich",
             patterns=("home-day",),

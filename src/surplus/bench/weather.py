@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,11 +192,14 @@ def _call_reader(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run a pvlib reader, turning whatever it raises into a DataFileError."""
     try:
-        return reader()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return reader()
     except DataFileError:
         raise
     except Exception as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
         raise DataFileError(
             path, f"cannot read as {label}: {message}", line=_line_in_message(exc, offset)
         ) from exc
@@ -227,6 +231,43 @@ def _check_field_counts(
             )
 
 
+def _check_header_numbers(
+    path: Path, lines: list[str], line: int, positions: dict[str, int], label: str
+) -> list[str]:
+    """The fields of header ``line`` (1-based), checking those at ``positions`` are numbers."""
+    fields = next(csv.reader([lines[line - 1]])) if len(lines) >= line else []
+    for name, position in positions.items():
+        try:
+            float(fields[position])
+        except (IndexError, ValueError) as exc:
+            raise DataFileError(
+                path, f"{label} header: {name} (field {position + 1}) is not a number", line=line
+            ) from exc
+    return fields
+
+
+_TMY3_STAMP = re.compile(r"(\d{1,2})/(\d{1,2})/\d{4},\s*(\d{1,2}):(\d{2})")
+
+
+def _check_tmy3_stamps(path: Path, lines: list[str], numbers: list[int]) -> None:
+    for number in numbers:
+        line = lines[number - 1]
+        match = _TMY3_STAMP.match(line.strip())
+        month, day, hour, minute = (int(part) for part in match.groups()) if match else (0,) * 4
+        if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 24 and minute < 60):
+            stamp = " ".join(line.split(",")[:2])
+            raise DataFileError(path, f"date/time '{stamp}' not understood", line=number)
+
+
+def _check_full_year(path: Path, numbers: list[int], label: str) -> None:
+    if len(numbers) < 8760:
+        raise DataFileError(
+            path,
+            f"{label} file has {len(numbers)} hourly rows, expected 8760 (truncated?)",
+            line=numbers[-1],
+        )
+
+
 def _meta_float(path: Path, meta: dict[str, Any], key: str, line: int) -> float:
     try:
         return float(meta[key])
@@ -237,8 +278,12 @@ def _meta_float(path: Path, meta: dict[str, Any], key: str, line: int) -> float:
 def _read_epw(path: Path, text: str, lines: list[str]) -> _Raw:
     if len(lines) < 9:
         raise DataFileError(path, "EPW file ends inside its 8 header lines", line=len(lines))
+    _check_header_numbers(
+        path, lines, 1, {"latitude": 6, "longitude": 7, "time zone": 8, "elevation": 9}, "EPW"
+    )
     numbers = _data_lines(path, lines, 8, "EPW")
-    _check_field_counts(path, lines, numbers, 35, "EPW", exact=False)
+    _check_field_counts(path, lines, numbers, 35, "EPW", exact=True)
+    _check_full_year(path, numbers, "EPW")
     frame, meta = _call_reader(path, "EPW", 1, lambda: pvlib.iotools.read_epw(io.StringIO(text)))
     offset = _meta_float(path, meta, "TZ", 1)
     site = Site(
@@ -271,10 +316,15 @@ def _hours_from_tmy3(
     return pd.DatetimeIndex(stamps)
 
 
+_TMY3_SITE_FIELDS = {"site id": 0, "time zone": 3, "latitude": 4, "longitude": 5, "elevation": 6}
+
+
 def _read_tmy3(path: Path, text: str, lines: list[str]) -> _Raw:
+    _check_header_numbers(path, lines, 1, _TMY3_SITE_FIELDS, "TMY3")
     numbers = _data_lines(path, lines, 2, "TMY3")
     width = len(next(csv.reader([lines[1]])))
     _check_field_counts(path, lines, numbers, width, "TMY3", exact=True)
+    _check_tmy3_stamps(path, lines, numbers)
     frame, meta = _call_reader(
         path, "TMY3", 1, lambda: pvlib.iotools.read_tmy3(io.StringIO(text), map_variables=True)
     )
@@ -294,6 +344,7 @@ def _read_tmy3(path: Path, text: str, lines: list[str]) -> _Raw:
 
 
 def _read_solaranywhere(path: Path, text: str, lines: list[str]) -> _Raw:
+    _check_header_numbers(path, lines, 1, _TMY3_SITE_FIELDS, "SolarAnywhere")
     numbers = _data_lines(path, lines, 2, "SolarAnywhere")
     width = len(next(csv.reader([lines[1]])))
     _check_field_counts(path, lines, numbers, width, "SolarAnywhere", exact=False)
@@ -318,8 +369,17 @@ def _read_solaranywhere(path: Path, text: str, lines: list[str]) -> _Raw:
 
 
 def _read_nsrdb(path: Path, text: str, lines: list[str]) -> _Raw:
+    keys = next(csv.reader([lines[0]]))
+    wanted = ("Latitude", "Longitude", "Time Zone", "Local Time Zone", "Elevation")
+    absent = [key for key in wanted if key not in keys]
+    if absent:
+        raise DataFileError(path, f"NSRDB header lacks {', '.join(absent)}", line=1)
+    _check_header_numbers(path, lines, 2, {key: keys.index(key) for key in wanted}, "NSRDB site")
     numbers = _data_lines(path, lines, 3, "NSRDB")
     names = [name for name in next(csv.reader([lines[2]])) if name.strip()]
+    absent = [key for key in ("Year", "Month", "Day", "Hour", "Minute") if key not in names]
+    if absent:
+        raise DataFileError(path, f"NSRDB column header lacks {', '.join(absent)}", line=3)
     _check_field_counts(path, lines, numbers, len(names), "NSRDB", exact=False)
     frame, meta = _call_reader(
         path, "NSRDB PSM", 3, lambda: pvlib.iotools.read_nsrdb_psm4(io.StringIO(text))
@@ -349,6 +409,7 @@ _TMY2_FIELDS = (
 
 def _read_tmy2(path: Path, text: str, lines: list[str]) -> _Raw:
     numbers = _data_lines(path, lines, 1, "TMY2")
+    _check_full_year(path, numbers, "TMY2")
     width = len(lines[1].rstrip("\r\n"))
     for number in numbers:
         line = lines[number - 1].rstrip("\r\n")
@@ -408,10 +469,18 @@ def _validate(path: Path, raw: _Raw) -> pd.DataFrame:
         raise DataFileError(path, f"read {len(frame)} rows from {len(raw.lines)} data lines")
     out = pd.DataFrame(index=range(len(frame)))
     for column in COLUMNS:
-        if column in frame.columns:
-            values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-        else:
-            values = np.full(len(frame), np.nan)
+        if column not in frame.columns:
+            out[column] = np.nan
+            continue
+        given = frame[column]
+        values = pd.to_numeric(given, errors="coerce").to_numpy(dtype=float)
+        garbled = np.isnan(values) & given.notna().to_numpy()
+        garbled &= given.astype(str).str.strip().ne("").to_numpy()
+        if garbled.any():
+            row = int(np.flatnonzero(garbled)[0])
+            raise DataFileError(
+                path, f"{column} '{given.iloc[row]}' is not a number", line=raw.lines[row]
+            )
         out[column] = values
     if out["ghi"].isna().all():
         raise DataFileError(path, "no global horizontal irradiance (GHI) column")
@@ -447,13 +516,16 @@ def _validate(path: Path, raw: _Raw) -> pd.DataFrame:
 
 
 def _hourly_from_instants(frame: pd.DataFrame, local: pd.DatetimeIndex) -> pd.DataFrame:
-    """Hour means [h, h+1) of instantaneous samples, by linear interpolation at 5 minutes."""
+    """Hour means [h, h+1) of instantaneous samples, by linear interpolation at 5 minutes.
+
+    Only hours that hold a sample are returned (a typical year joins months of different
+    years; nothing is made up for the years between).
+    """
     order = np.argsort(_ns(local), kind="stable")
     t = _ns(local)[order]
-    first_hour = pd.Timestamp(int(t[0])).floor("h")
-    last_hour = pd.Timestamp(int(t[-1])).floor("h")
-    hours = pd.date_range(first_hour, last_hour, freq="h")
-    fine = _ns(hours)[:, None] + np.arange(12, dtype=np.int64)[None, :] * (_HOUR_NS // 12)
+    starts = np.unique(t - t % _HOUR_NS)
+    hours = pd.DatetimeIndex(starts.astype("datetime64[ns]"))
+    fine = starts[:, None] + np.arange(12, dtype=np.int64)[None, :] * (_HOUR_NS // 12)
     fine = fine + _HOUR_NS // 24  # middles of the 5-minute pieces
     out = pd.DataFrame(index=hours)
     for column in COLUMNS:

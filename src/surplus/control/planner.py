@@ -176,7 +176,7 @@ def make_plan(
         ev_grid_w=grid_blocks,
         ev_energy_wh={
             ev.name: ev.energy_wh
-            + np.cumsum((np.minimum(result.ev_w[ev.name], solar) + grid_blocks[ev.name]))
+            + np.cumsum(np.minimum(result.ev_w[ev.name], solar) + grid_blocks[ev.name])
             * ev.efficiency
             * SLOT_S
             / 3600.0

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from math import ceil, floor
 
+from surplus.control.hysteresis import started, starts_left
 from surplus.control.settings import ChargerSettings, ContactorSettings
 from surplus.control.state import LoadpointState
 from surplus.domain.readings import ChargerState
@@ -61,7 +62,10 @@ def choose_phases(
     """Phases to use; with automatic switching a change must persist and be spaced out."""
     if cfg.phases != "auto":
         return cfg.phases, state, ""
-    want = 3 if force_max or budget_w >= power_w(cfg.min_current_a, 3, volts) else 1
+    three_min = power_w(cfg.min_current_a, 3, volts)
+    # hysteresis: up to 3p only with a margin, back to 1p only when 3p cannot run at all
+    margin = cfg.deadband_w if state.phases == 1 else 0.0
+    want = 3 if force_max or budget_w >= three_min + margin else 1
     if want == state.phases:
         return want, replace(state, phase_want=None, phase_since=None), ""
     if not state.on:
@@ -70,9 +74,17 @@ def choose_phases(
     waited = (now - since).total_seconds()
     last = state.phase_switched_at
     spaced = last is None or (now - last).total_seconds() >= contactor.phase_switch_delay_s
+    if starts_left(state, contactor, now) <= 0:
+        return state.phases, state, f"{want}p wanted, but the daily start budget is used up"
     if (force_max or waited >= contactor.phase_switch_delay_s) and spaced:
+        # a switch under load opens and closes the contactor: it counts as a start
         switched = replace(
-            state, phases=want, phase_want=None, phase_since=None, phase_switched_at=now
+            started(state, now),
+            switched_at=state.switched_at,
+            phases=want,
+            phase_want=None,
+            phase_since=None,
+            phase_switched_at=now,
         )
         return want, switched, f"switching to {want}p"
     pending = replace(state, phase_want=want, phase_since=since)

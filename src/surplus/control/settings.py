@@ -41,13 +41,13 @@ class ContactorSettings(_Model):
     min_on_s: NonNeg = 900.0
     min_off_s: NonNeg = 900.0
     max_starts_per_day: Annotated[int, Field(ge=1)] = 6
-    phase_switch_delay_s: NonNeg = 600.0  # a phase switch waits this long and this apart
+    phase_switch_delay_s: NonNeg = 1800.0  # a phase switch waits this long and this apart
 
 
 class CommandBudget(_Model):
     """Per-device command budget: vehicle and cloud APIs rate-limit and bill per call."""
 
-    min_interval_s: NonNeg = 1800.0  # between two current changes
+    min_interval_s: NonNeg = 900.0  # between two current changes
     deadband_a: NonNeg = 1.0  # smaller changes are not sent
 
 

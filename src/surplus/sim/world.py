@@ -111,6 +111,7 @@ class World:
         self.battery_power_w = 0.0
         self.counts = Counts()
         self._was_charging = False
+        self._step = 0
         self.ev_w = np.zeros(self.n)
         self.battery_w = np.zeros(self.n)
         self.grid_w = np.zeros(self.n)
@@ -193,7 +194,7 @@ class World:
                     self.current_a = cmd.current_a
                 if cmd.phases is not None and cmd.phases != self.phases:
                     if self._was_charging:  # a switch under load cycles the contactor
-                        self._count_start(-1)
+                        self._count_start(self._step)
                     self.phases = cmd.phases
             elif isinstance(cmd, BatteryCommand):
                 self.counts.battery_commands += 1
@@ -202,11 +203,12 @@ class World:
 
     def _count_start(self, i: int) -> None:
         self.counts.starts += 1
-        day = (max(i, 0) * self.step_s) // 86_400
+        day = (i * self.step_s) // 86_400
         self.counts.starts_by_day[day] = self.counts.starts_by_day.get(day, 0) + 1
 
     def advance(self, i: int) -> None:
         """Run step ``i`` with the current settings and record its flows."""
+        self._step = i + 1
         ev_w, batt_w, grid_w = self._flows(i)
         charging = ev_w > 0
         if charging and not self._was_charging:

@@ -1,0 +1,139 @@
+"""The ``surplus`` command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from surplus.domain.errors import SurplusError
+
+app = typer.Typer(
+    help="surplus: a self-hosted home energy manager.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def main() -> None:
+    """surplus: charge the car from solar surplus and the cheapest hours."""
+
+
+@app.command()
+def bench(
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            help="Track to replay: nl-2024 (Dutch day-ahead prices 2024, Amsterdam weather, "
+            "15-min steps) or payerne-1min (BSRN Payerne June 2016, 1-min steps). "
+            "Repeat for several; default both.",
+        ),
+    ] = None,
+    pattern: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pattern",
+            help="Plug-in pattern: commuter, home-office, stochastic or home-day. Repeat for "
+            "several; default: the track's own (nl-2024: commuter and home-office; "
+            "payerne-1min: home-day).",
+        ),
+    ] = None,
+    weather: Annotated[
+        Path | None,
+        typer.Option(
+            help="Any TMY2/TMY3/EPW weather file pvlib reads, instead of the track's weather "
+            "(placed on the price year by month, day and hour).",
+        ),
+    ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of day-ahead prices (timestamp, price per MWh), instead of the track's.",
+        ),
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Replay only the first N days of each track.")
+    ] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Strategies to compare: surplus, naive, evcc, evcc-1p3p, chargehq (the "
+            "optimum always runs). Default all.",
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write {track: {pattern: {strategy: {figure: value}}}} to this file.",
+        ),
+    ] = None,
+    plot_out: Annotated[
+        Path | None, typer.Option("--plot", help="Draw a PNG comparing the strategies.")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Replays run in parallel (default: 2, one per core).")
+    ] = 2,
+) -> None:
+    """Replay real data through surplus's controller, the baselines and the LP optimum."""
+    from surplus.bench import report, runner, strategies, tracks
+    from surplus.sim.patterns import PATTERNS
+
+    names = track or list(tracks.TRACKS)
+    chosen = strategy or list(strategies.STRATEGIES)
+    try:
+        for name in names:
+            if name not in tracks.TRACKS:
+                raise typer.BadParameter(f"unknown track {name!r}", param_hint="--track")
+        for p in pattern or []:
+            if p not in PATTERNS:
+                raise typer.BadParameter(f"unknown pattern {p!r}", param_hint="--pattern")
+        for s in chosen:
+            if s not in strategies.STRATEGIES:
+                raise typer.BadParameter(f"unknown strategy {s!r}", param_hint="--strategy")
+        if "naive" not in chosen:
+            chosen.append("naive")  # cost-gap closure is measured from it
+        for path, flag in ((weather, "--weather"), (prices, "--prices")):
+            if path is not None and not path.is_file():
+                raise SurplusError(f"{flag} {path}: no such file")
+        started = time.perf_counter()
+        with console.status("reading weather, prices and load..."):
+            built = [tracks.build(n, weather=weather, prices=prices, days=days) for n in names]
+        plan = {t.name: tuple(pattern) if pattern else t.patterns for t in built}
+        total = sum(len(plan[t.name]) * (len(chosen) + 1) for t in built)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("replaying", total=total)
+
+            def done(t: str, p: str, s: str, f: object) -> None:
+                progress.update(task, advance=1, description=f"{t} / {p} / {s} done")
+
+            results = runner.run(built, plan, chosen, jobs=jobs, on_done=done)
+    except SurplusError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    report.print_tables(results, console)
+    console.print(f"whole benchmark: {time.perf_counter() - started:.1f} s")
+    if json_out:
+        report.write_json(results, json_out)
+        console.print(f"figures written to {json_out}")
+    if plot_out:
+        report.plot(results, plot_out)
+        console.print(f"plot written to {plot_out}")
+
+
+if __name__ == "__main__":
+    app()
