@@ -487,10 +487,11 @@ def test_allocate_invariants(
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(available=st.floats(0.0, 40000.0), ds=demands())
-def test_allocate_without_forced_or_loan_stays_within_surplus(
-    available: float, ds: list[Demand]
+@given(available=st.floats(0.0, 40000.0), ds=demands(), allowance=st.floats(0.0, 5000.0))
+def test_allocate_idle_loadpoints_never_lean_on_the_battery(
+    available: float, ds: list[Demand], allowance: float
 ) -> None:
-    ds = [Demand(d.name, d.priority, d.min_w, d.max_w, 0.0, d.running) for d in ds]
-    grants = allocate(available, ds)
+    """Nothing forced, nothing running: the battery's loan is not for starting."""
+    ds = [Demand(d.name, d.priority, d.min_w, d.max_w) for d in ds]
+    grants = allocate(available, ds, allowance_w=allowance)
     assert sum(grants.values()) <= available + 1e-6

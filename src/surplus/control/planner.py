@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from surplus.control.lp import BatteryModel, EvModel, SiteLp, solve
-from surplus.control.settings import LoadpointSettings, Mode, SiteSettings
+from surplus.control.settings import LoadpointSettings, Mode, PlannerSettings, SiteSettings
 from surplus.control.state import Plan
 from surplus.domain.readings import BatteryState, SiteSnapshot
 from surplus.domain.tariff import SLOT, SLOT_S, Rates
@@ -79,7 +79,10 @@ def _battery_model(state: BatteryState, settings: SiteSettings, rates: Rates) ->
         efficiency_discharge=eta,
         wear_eur_per_kwh=policy.wear_eur_per_kwh,
         grid_charge=policy.controllable,
-        terminal_eur_per_kwh=float(np.median(rates.import_eur_per_kwh)) * eta,
+        terminal_eur_per_kwh=float(
+            np.quantile(rates.import_eur_per_kwh, settings.planner.battery_value_quantile)
+        )
+        * eta,
     )
 
 
@@ -88,6 +91,7 @@ def _ev_model(
     snapshot: SiteSnapshot,
     rates: Rates,
     voltage_v: float,
+    planner: PlannerSettings,
 ) -> EvModel | None:
     known = vehicle_energy_wh(snapshot, lp)
     if lp.plan is None or known is None:
@@ -100,7 +104,7 @@ def _ev_model(
     deadline_slot = int((lp.plan.deadline - rates.start).total_seconds() // SLOT_S)
     max_w = np.full(n, p_max)
     required = np.zeros(n)
-    cheap = float(np.quantile(rates.import_eur_per_kwh, 0.3))
+    cheap = float(np.quantile(rates.import_eur_per_kwh, planner.ev_value_quantile))
     if deadline_slot <= 0:
         return None
     if deadline_slot <= n:
@@ -112,7 +116,7 @@ def _ev_model(
         reachable_later = p_max * lp.charge_efficiency * after_h * 0.7
         required[-1] = max(0.0, goal - reachable_later)
         lo = cheap
-    hi = 0.5 * cheap
+    hi = planner.ev_surplus_value_factor * cheap
     return EvModel(
         name=lp.name,
         max_w=max_w,
@@ -147,7 +151,8 @@ def make_plan(
     evs = [
         ev
         for lp in settings.loadpoints
-        if lp.mode == Mode.PLAN and (ev := _ev_model(lp, snapshot, rates, voltage_v)) is not None
+        if lp.mode == Mode.PLAN
+        and (ev := _ev_model(lp, snapshot, rates, voltage_v, settings.planner)) is not None
     ]
     battery = (
         _battery_model(snapshot.battery, settings, rates) if snapshot.battery is not None else None

@@ -126,7 +126,11 @@ class PlannerSettings(_Model):
 
     replan_interval_s: Annotated[float, Field(gt=0)] = 3 * 3600.0
     replan_deviation_wh: Annotated[float, Field(gt=0)] = 2000.0
-    min_grid_slot_w: NonNeg = 500.0  # planned grid charging below this is ignored
+    # what energy left at the end of the known prices is worth, as a quantile of the known
+    # import prices: in the home battery, and in a car below / above its target
+    battery_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.2
+    ev_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.3
+    ev_surplus_value_factor: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class SiteSettings(_Model):

@@ -17,6 +17,7 @@ class BatteryMode(StrEnum):
     NORMAL = "normal"  # self-consumption: covers any load, charges from any surplus
     HOLD = "hold"  # no discharge; still charges from solar surplus
     CHARGE = "charge"  # charge from the grid at ``power_w``
+    IDLE = "idle"  # neither: leave room to store solar later, when export pays less
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,8 @@ def decide(
     available = ev_w - grid_w - battery_w - settings.residual_w
     allowance, start_on_battery = 0.0, False
     if battery is not None:
-        if battery.soc_pct < settings.battery.priority_soc_pct:
+        charging_from_solar = battery_mode in (BatteryMode.NORMAL, BatteryMode.HOLD)
+        if battery.soc_pct < settings.battery.priority_soc_pct and charging_from_solar:
             available -= battery.max_charge_w
         elif (
             battery_mode == BatteryMode.NORMAL
@@ -247,6 +248,8 @@ def _battery_mode(
             round(charge, -2),
             f"charging from the grid at {_kw(charge)} for dearer hours",
         )
+    if deficit < -200.0 and charge < 0.3 * -deficit:
+        return BatteryMode.IDLE, 0.0, "leaving room to store solar when export pays less"
     if deficit > 200.0 and discharge < 0.5 * deficit:
         return BatteryMode.HOLD, 0.0, "holding its charge for dearer hours"
     return BatteryMode.NORMAL, 0.0, "self-consumption"

@@ -34,6 +34,8 @@ class HomeBattery:
         floor_wh = self.min_soc_pct / 100.0 * self.capacity_wh
         avail_w = max(0.0, self.energy_wh - floor_wh) * self.efficiency_discharge / dt_h
         charge_cap = min(self.max_charge_w, room_w)
+        if mode == BatteryMode.IDLE:
+            return 0.0
         if mode == BatteryMode.CHARGE:
             return -min(max(power_w, -deficit_w, 0.0), charge_cap)
         if deficit_w > 0:
