@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
+import numpy as np
 import pytest
 
 from surplus.control.allocate import Demand, allocate
@@ -22,6 +23,7 @@ from surplus.control.settings import (
     ContactorSettings,
     LoadpointSettings,
     Mode,
+    PlanTarget,
     SiteSettings,
     StaleSettings,
 )
@@ -39,14 +41,46 @@ from surplus.domain.readings import (
     LoadpointSnapshot,
     MeterReading,
     SiteSnapshot,
+    VehicleState,
 )
+from surplus.domain.tariff import Rates
 
 NOW = datetime(2024, 6, 10, 10, 0, tzinfo=UTC)  # a Monday, mid-morning
 V = 230.0
 LP = "lp"
 HOME_W = 500.0
-NO_DELAYS = ContactorSettings(start_delay_s=0, stop_delay_s=0, min_on_s=0, min_off_s=0)
-FREE_BUDGET = CommandBudget(min_interval_s=0)
+# the tests pin every timing they rely on, so a change of the defaults does not move them
+CONTACTOR = ContactorSettings(
+    start_delay_s=120,
+    stop_delay_s=600,
+    min_on_s=900,
+    min_off_s=900,
+    max_starts_per_day=6,
+    phase_switch_delay_s=600,
+)
+NO_DELAYS = CONTACTOR.model_copy(
+    update={"start_delay_s": 0, "stop_delay_s": 0, "min_on_s": 0, "min_off_s": 0}
+)
+BUDGET = CommandBudget(min_interval_s=1800, deadband_a=1.0)
+CHARGER = {
+    "min_current_a": 6.0,
+    "max_current_a": 16.0,
+    "resolution_a": 1.0,
+    "phases": 3,
+    "voltage_v": V,
+    "deadband_w": 100.0,
+}
+BATTERY_POLICY = BatteryPolicy(
+    priority_soc_pct=10,
+    buffer_soc_pct=50,
+    buffer_start_soc_pct=90,
+    max_battery_to_ev_w=2500,
+    controllable=True,
+)
+STALE = StaleSettings(
+    grid_max_age_s=90, charger_max_age_s=120, battery_max_age_s=120, fallback="hold_min"
+)
+FREE_BUDGET = BUDGET.model_copy(update={"min_interval_s": 0})
 
 # --------------------------------------------------------------------------------------
 # helpers
@@ -54,11 +88,28 @@ FREE_BUDGET = CommandBudget(min_interval_s=0)
 
 
 def lp_settings(name: str = LP, **kw: object) -> LoadpointSettings:
-    return LoadpointSettings.model_validate({"name": name, **kw})
+    """Loadpoint settings with every timing and limit pinned; ``charger`` merges into them."""
+    charger_kw = kw.pop("charger", {})
+    assert isinstance(charger_kw, dict)
+    return LoadpointSettings.model_validate(
+        {
+            "name": name,
+            "contactor": CONTACTOR,
+            "budget": BUDGET,
+            "charger": {**CHARGER, **charger_kw},
+            **kw,
+        }
+    )
 
 
 def site(*loadpoints: LoadpointSettings, **kw: object) -> SiteSettings:
-    return SiteSettings.model_validate({"loadpoints": list(loadpoints), **kw})
+    base: dict[str, object] = {
+        "battery": BATTERY_POLICY,
+        "stale": STALE,
+        "site_max_current_a": 25.0,
+        "residual_w": 0.0,
+    }
+    return SiteSettings.model_validate({"loadpoints": list(loadpoints), **base, **kw})
 
 
 def charger(
@@ -442,6 +493,17 @@ def test_status_mode_surplus_auto_phases(
     assert decision.reasons[LP] == reason
 
 
+@pytest.mark.xfail(reason=_PHASE_START_BUG + "; and the start is counted twice", strict=True)
+def test_auto_phases_start_counts_once_in_the_daily_budget() -> None:
+    """Idle, remembered on 1p, mode now: one enable on 3p is one contactor start."""
+    settings = site(lp_settings(mode=Mode.NOW, contactor=NO_DELAYS, charger={"phases": "auto"}))
+    state = ControlState({LP: LoadpointState(phases=1)})
+    decision = decide(snapshot(NOW, 0.0, {LP: charger(NOW, phases=1)}), settings, state, NOW)
+    assert charger_cmds(decision) == (enable(16, 3),)
+    assert decision.state.loadpoints[LP].starts_today == 1
+    assert "switching" not in decision.reasons[LP]
+
+
 def test_auto_phases_with_a_start_delay_starts_on_1p() -> None:
     """With a start delay the idle ticks before the start pick 1p, so the start is right."""
     rig = Rig(site(lp_settings(charger={"phases": "auto"})))  # default 120 s start delay
@@ -639,7 +701,7 @@ def test_daily_start_budget(max_starts: int, period_min: int) -> None:
 def test_setpoint_current(
     budget_w: float, phases: int, resolution: float, volts: float, amps: float
 ) -> None:
-    cfg = ChargerSettings(resolution_a=resolution)
+    cfg = ChargerSettings.model_validate({**CHARGER, "resolution_a": resolution})
     assert current_a(budget_w, phases, volts, cfg) == pytest.approx(amps, abs=1e-9)
 
 
@@ -655,7 +717,9 @@ def test_setpoint_current(
 def test_setpoint_clamped_to_configured_range(
     min_a: float, max_a: float, budget_w: float, amps: float
 ) -> None:
-    cfg = ChargerSettings(min_current_a=min_a, max_current_a=max_a)
+    cfg = ChargerSettings.model_validate(
+        {**CHARGER, "min_current_a": min_a, "max_current_a": max_a}
+    )
     assert current_a(budget_w, 3, V, cfg) == amps
 
 
@@ -856,7 +920,8 @@ def test_battery_policy_holds_a_running_charge(soc: float, expected: CmdTuple) -
 
 def test_battery_loan_is_capped_by_max_battery_to_ev() -> None:
     settings = site(
-        lp_settings(contactor=NO_DELAYS), battery=BatteryPolicy(max_battery_to_ev_w=1000)
+        lp_settings(contactor=NO_DELAYS),
+        battery=BATTERY_POLICY.model_copy(update={"max_battery_to_ev_w": 1000}),
     )
     state = ControlState({LP: running(6.0)})
     reading = charger(NOW, ChargerStatus.CHARGING, enabled=True, amps=6.0)
@@ -1012,7 +1077,7 @@ def test_stale_readings_running(
     """Running at 12 A with a big surplus; stale data must not raise the current."""
     settings = site(
         lp_settings(contactor=NO_DELAYS, budget=FREE_BUDGET),
-        stale=StaleSettings(fallback=fallback),  # type: ignore[arg-type]
+        stale=STALE.model_copy(update={"fallback": fallback}),
     )
     state = ControlState({LP: running(12.0)})
     reading = charger(NOW, ChargerStatus.CHARGING, enabled=True, amps=12.0, age_s=charger_age_s)
@@ -1026,7 +1091,7 @@ def test_stale_readings_running(
 def test_stale_readings_idle_stays_off(fallback: str) -> None:
     settings = site(
         lp_settings(contactor=NO_DELAYS),
-        stale=StaleSettings(fallback=fallback),  # type: ignore[arg-type]
+        stale=STALE.model_copy(update={"fallback": fallback}),
     )
     snap = snapshot(NOW, 15000, {LP: charger(NOW)}, grid_age_s=95)
     decision = decide(snap, settings, ControlState(), NOW)
@@ -1097,3 +1162,45 @@ def test_steady_state_sends_nothing() -> None:
     rig.run([6000.0] * 30, 30)
     sent = [(t, c) for t, d in rig.log for c in d.commands]
     assert sent == [(NOW, enable(8))]
+
+
+# --------------------------------------------------------------------------------------
+# plan mode with prices
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hours_from_now", "expected", "reason"),
+    [
+        pytest.param(0, (), NOT_ENOUGH, id="dear-slot-waits"),
+        pytest.param(1, (enable(16),), "planned grid charging 16 A x 3p at 0.100 EUR/kWh",
+                     id="cheap-slot-charges-from-grid"),
+    ],
+)  # fmt: skip
+def test_plan_mode_charges_in_the_cheap_slots(
+    hours_from_now: int, expected: CmdTuple, reason: str
+) -> None:
+    """0.40 EUR/kWh for an hour, 0.10 for the next two, then 0.40; the car needs 18 kWh by
+    NOW + 8 h: it waits through the dear hour and charges from the grid in the cheap ones."""
+    prices = np.full(48, 0.40)
+    prices[4:12] = 0.10
+    now = NOW + timedelta(hours=hours_from_now)
+    first = hours_from_now * 4
+    rates = Rates(now, prices[first:], np.zeros(48 - first))
+    settings = site(
+        lp_settings(
+            mode=Mode.PLAN,
+            contactor=NO_DELAYS,
+            plan=PlanTarget(deadline=NOW + timedelta(hours=8), soc_pct=80),
+        )
+    )
+    snap = snapshot(now, 0.0, {LP: charger(now)})
+    snap = replace(
+        snap,
+        loadpoints={LP: LoadpointSnapshot(charger(now), VehicleState(50.0, 60_000.0, now))},
+        rates=rates,
+    )
+    decision = decide(snap, settings, ControlState(), now)
+    assert charger_cmds(decision) == expected
+    assert decision.reasons[LP] == reason
+    assert decision.state.plan is not None

@@ -103,6 +103,9 @@ class LoadpointSettings(_Model):
     contactor: ContactorSettings = ContactorSettings()
     budget: CommandBudget = CommandBudget()
     limit_soc_pct: Pct = 100.0  # solar may fill up to here
+    # a solar start needs the forecast to promise at least the minimum power, on average,
+    # for this long: short sunny spells are left to the home battery (fewer starts)
+    solar_lookahead_s: NonNeg = 7200.0
     plan: PlanTarget | None = None
     vehicle_capacity_wh: Annotated[float, Field(gt=0)] = 60_000.0
     charge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.9
@@ -129,7 +132,7 @@ class PlannerSettings(_Model):
     # what energy left at the end of the known prices is worth, as a quantile of the known
     # import prices: in the home battery, and in a car below / above its target
     battery_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.2
-    ev_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.3
+    ev_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.15
     ev_surplus_value_factor: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 

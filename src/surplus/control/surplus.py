@@ -149,7 +149,9 @@ def decide(
         if why_off:
             forced_off[lp.name] = why_off
             continue
-        demands.append(_demand(lp, view, lp_states[lp.name], plan, slot, start_on_battery))
+        demands.append(
+            _demand(snapshot, lp, view, lp_states[lp.name], plan, slot, start_on_battery)
+        )
 
     grants = allocate(available, demands, cap_w=cap_w, allowance_w=allowance)
 
@@ -268,7 +270,21 @@ def _forced_off(lp: LoadpointSettings, view: LoadpointSnapshot, snapshot: SiteSn
     return ""
 
 
+def _solar_will_last(snapshot: SiteSnapshot, lp: LoadpointSettings, min_w: float) -> bool:
+    forecast = snapshot.forecast
+    if forecast is None or lp.solar_lookahead_s <= 0:
+        return True
+    first = max(0, int((snapshot.at - forecast.start).total_seconds() // forecast.step_s))
+    count = max(1, int(lp.solar_lookahead_s // forecast.step_s))
+    pv = forecast.pv_w[first : first + count]
+    load = forecast.load_w[first : first + count]
+    if len(pv) == 0:
+        return True
+    return float((pv - load).mean()) >= min_w
+
+
 def _demand(
+    snapshot: SiteSnapshot,
     lp: LoadpointSettings,
     view: LoadpointSnapshot,
     st: LoadpointState,
@@ -281,6 +297,8 @@ def _demand(
     min_w = power_w(cfg.min_current_a, lowest_phases(cfg), volts)
     max_w = power_w(cfg.max_current_a, highest_phases(cfg), volts)
     start_w = min_w if st.on else min_w + cfg.deadband_w
+    if not st.on and not _solar_will_last(snapshot, lp, min_w):
+        start_w = max_w + 1.0  # nothing idle can start on surplus now
     forced = 0.0
     if lp.mode == Mode.NOW:
         forced = max_w
