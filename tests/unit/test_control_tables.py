@@ -339,13 +339,8 @@ def _status_rows() -> list[object]:
         (ChargerStatus.CHARGING, CHARGING_3P),
     ):
         for (mode, level), (cmds, reason) in table.items():
-            marks = []
-            if mode == Mode.MINSOLAR and level == "large":
-                marks.append(pytest.mark.xfail(reason=_ROUNDING_BUG, strict=True))
             rows.append(
-                pytest.param(
-                    status, mode, level, cmds, reason, id=f"{status}-{mode}-{level}", marks=marks
-                )
+                pytest.param(status, mode, level, cmds, reason, id=f"{status}-{mode}-{level}")
             )
     return rows
 
@@ -401,7 +396,6 @@ AUTO_ROWS = [
         (enable(10, 1),),
         "charging 10 A x 1p from surplus",
         id="idle-solar-between-starts-1p",
-        marks=pytest.mark.xfail(reason=_PHASE_START_BUG, strict=True),
     ),
     pytest.param(
         ChargerStatus.CONNECTED,
@@ -410,7 +404,6 @@ AUTO_ROWS = [
         (enable(6, 1),),
         "minsolar: charging 6 A x 1p",
         id="idle-minsolar-none-starts-1p-min",
-        marks=pytest.mark.xfail(reason=_PHASE_START_BUG, strict=True),
     ),
     pytest.param(
         ChargerStatus.CONNECTED,
@@ -462,14 +455,6 @@ AUTO_ROWS = [
         (set_a(16),),
         "minsolar: charging 16 A x 1p, 3p wanted, 600s of phase delay left",
         id="1p-minsolar-large-waits-for-phase-delay",
-        marks=pytest.mark.xfail(
-            reason=(
-                "BUG: surplus.py decide() passes force_max=forced and grant >= 3p minimum to "
-                "choose_phases; in minsolar the forced part is only the 1p minimum and the "
-                "rest is surplus, yet a surplus spike switches to 3p with no phase delay"
-            ),
-            strict=True,
-        ),
     ),
     pytest.param(
         ChargerStatus.CHARGING, Mode.SOLAR, "below_min", (disable(),), STOPPED, id="1p-solar-below"
@@ -493,7 +478,6 @@ def test_status_mode_surplus_auto_phases(
     assert decision.reasons[LP] == reason
 
 
-@pytest.mark.xfail(reason=_PHASE_START_BUG + "; and the start is counted twice", strict=True)
 def test_auto_phases_start_counts_once_in_the_daily_budget() -> None:
     """Idle, remembered on 1p, mode now: one enable on 3p is one contactor start."""
     settings = site(lp_settings(mode=Mode.NOW, contactor=NO_DELAYS, charger={"phases": "auto"}))

@@ -99,7 +99,9 @@ def _ev_model(
     energy, capacity = known
     n = len(rates)
     p_max = max_power_w(lp, voltage_v)
-    goal = min(target_wh(lp, energy, capacity), lp.limit_soc_pct / 100.0 * capacity)
+    # a little above the target: rounding, taper and losses must not leave it short
+    margin = 0.01 * capacity
+    goal = min(target_wh(lp, energy, capacity) + margin, lp.limit_soc_pct / 100.0 * capacity)
     limit = max(lp.limit_soc_pct / 100.0 * capacity, goal)
     deadline_slot = int((lp.plan.deadline - rates.start).total_seconds() // SLOT_S)
     max_w = np.full(n, p_max)

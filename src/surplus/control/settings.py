@@ -4,11 +4,10 @@ every error names its key path. Defaults are the ones ``surplus bench`` chose.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from surplus.domain.errors import ConfigError
 
@@ -82,7 +81,7 @@ class ChargerSettings(_Model):
 class PlanTarget(_Model):
     """Reach ``soc_pct`` (or add ``energy_wh``) by ``deadline``."""
 
-    deadline: datetime
+    deadline: AwareDatetime  # with its offset: a local time alone is ambiguous
     soc_pct: Pct | None = None
     energy_wh: NonNeg | None = None
 

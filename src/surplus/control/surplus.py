@@ -174,19 +174,23 @@ def decide(
         volts = voltage(view.charger, lp.charger)
         grant = grants.get(name, 0.0)
         forced = demand.forced_w > 0
+        planned = forced and lp.mode in (Mode.PLAN, Mode.NOW)
         g = gate(st, grant > 0, lp.contactor, now, immediate=forced)
-        st = g.state
-        phases, st, phase_note = choose_phases(
+        starting = g.on and not st.on
+        # a starting charger picks its phases freely (no switch under load, no extra start)
+        phases, picked, phase_note = choose_phases(
             grant,
-            st,
+            replace(g.state, on=False) if starting else g.state,
             lp.charger,
             lp.contactor,
             volts,
             now,
-            force_max=forced and grant >= power_w(lp.charger.min_current_a, 3, volts),
+            force_max=planned and grant >= power_w(lp.charger.min_current_a, 3, volts),
         )
+        st = replace(picked, on=g.state.on)
+        # planned energy must arrive in full: round up there; surplus is never exceeded
         amps = (
-            current_a(grant, phases, volts, lp.charger, up=forced)
+            current_a(grant, phases, volts, lp.charger, up=planned)
             if grant > 0
             else lp.charger.min_current_a
         )
