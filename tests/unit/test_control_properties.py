@@ -28,12 +28,11 @@ from surplus.control.state import BatteryCommand, ChargerCommand, ControlState, 
 from surplus.control.surplus import decide
 from surplus.domain.readings import (
     BatteryState,
-    ChargerState,
-    ChargerStatus,
     LoadpointSnapshot,
     MeterReading,
     SiteSnapshot,
 )
+from tests.fakes import Evse
 
 START = datetime(2024, 6, 10, 6, 0, tzinfo=UTC)
 V = 230.0
@@ -49,32 +48,6 @@ FAST = settings(
 # --------------------------------------------------------------------------------------
 # a site that follows the engine's commands
 # --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Evse:
-    enabled: bool = False
-    amps: float = 6.0
-    phases: int = 3
-    plugged: bool = True
-
-    def reading(self, at: datetime) -> ChargerState:
-        if not self.plugged:
-            status = ChargerStatus.DISCONNECTED
-        elif self.enabled:
-            status = ChargerStatus.CHARGING
-        else:
-            status = ChargerStatus.CONNECTED
-        power = self.amps * self.phases * V if status == ChargerStatus.CHARGING else 0.0
-        return ChargerState(status, self.enabled, self.amps, power, self.phases, at)
-
-    def apply(self, cmd: ChargerCommand) -> None:
-        if cmd.enable is not None:
-            self.enabled = cmd.enable
-        if cmd.current_a is not None:
-            self.amps = cmd.current_a
-        if cmd.phases is not None:
-            self.phases = cmd.phases
 
 
 @dataclass

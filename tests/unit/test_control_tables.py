@@ -44,6 +44,7 @@ from surplus.domain.readings import (
     VehicleState,
 )
 from surplus.domain.tariff import Rates
+from tests.fakes import Evse
 
 NOW = datetime(2024, 6, 10, 10, 0, tzinfo=UTC)  # a Monday, mid-morning
 V = 230.0
@@ -188,28 +189,6 @@ def set_a(amps: float, phases: int | None = None, name: str = LP) -> ChargerComm
 
 def disable(name: str = LP) -> ChargerCommand:
     return ChargerCommand(name, enable=False)
-
-
-@dataclass
-class Evse:
-    """A charger that does what it was last told; the car always draws what is offered."""
-
-    enabled: bool = False
-    amps: float = 6.0
-    phases: int = 3
-
-    def reading(self, now: datetime) -> ChargerState:
-        status = ChargerStatus.CHARGING if self.enabled else ChargerStatus.CONNECTED
-        power = self.amps * self.phases * V if self.enabled else 0.0
-        return ChargerState(status, self.enabled, self.amps, power, self.phases, now)
-
-    def apply(self, cmd: ChargerCommand) -> None:
-        if cmd.enable is not None:
-            self.enabled = cmd.enable
-        if cmd.current_a is not None:
-            self.amps = cmd.current_a
-        if cmd.phases is not None:
-            self.phases = cmd.phases
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
+from datetime import timedelta
 
 from surplus.bench.accounting import Figures, book
 from surplus.bench.optimum import optimum
@@ -25,9 +26,7 @@ Results = dict[str, dict[str, dict[str, Figures]]]  # track -> pattern -> strate
 
 def make_world(track: Track, pattern: str) -> World:
     imp, exp = track.prices_per_step()
-    end = track.start.__class__.fromtimestamp(
-        track.start.timestamp() + track.n * track.step_s, tz=track.start.tzinfo
-    )
+    end = track.start + timedelta(seconds=track.n * track.step_s)
     return World(
         start=track.start,
         step_s=track.step_s,

@@ -275,6 +275,19 @@ def _meta_float(path: Path, meta: dict[str, Any], key: str, line: int) -> float:
         raise DataFileError(path, f"header field {key} is missing or not a number", line) from exc
 
 
+def _site_from_meta(
+    path: Path, meta: dict[str, Any], name: str, tz_key: str = "TZ", line: int = 1
+) -> Site:
+    """The site a reader's metadata describes; a bad number names the header ``line``."""
+    return Site(
+        name=" ".join(name.split()),
+        latitude=_meta_float(path, meta, "latitude", line),
+        longitude=_meta_float(path, meta, "longitude", line),
+        altitude_m=_meta_float(path, meta, "altitude", line),
+        tz=_fixed_tz(_meta_float(path, meta, tz_key, line)),
+    )
+
+
 def _read_epw(path: Path, text: str, lines: list[str]) -> _Raw:
     if len(lines) < 9:
         raise DataFileError(path, "EPW file ends inside its 8 header lines", line=len(lines))
@@ -285,14 +298,7 @@ def _read_epw(path: Path, text: str, lines: list[str]) -> _Raw:
     _check_field_counts(path, lines, numbers, 35, "EPW", exact=True)
     _check_full_year(path, numbers, "EPW")
     frame, meta = _call_reader(path, "EPW", 1, lambda: pvlib.iotools.read_epw(io.StringIO(text)))
-    offset = _meta_float(path, meta, "TZ", 1)
-    site = Site(
-        name=str(meta.get("city") or path.stem),
-        latitude=_meta_float(path, meta, "latitude", 1),
-        longitude=_meta_float(path, meta, "longitude", 1),
-        altitude_m=_meta_float(path, meta, "altitude", 1),
-        tz=_fixed_tz(offset),
-    )
+    site = _site_from_meta(path, meta, str(meta.get("city") or path.stem))
     local = pd.DatetimeIndex(frame.index).tz_localize(None)
     return _Raw(frame, numbers, local, "start", site)
 
@@ -333,13 +339,7 @@ def _read_tmy3(path: Path, text: str, lines: list[str]) -> _Raw:
         path, frame["Date (MM/DD/YYYY)"], frame["Time (HH:MM)"], numbers
     )  # pvlib moves Feb 29 onto Mar 1; read the stamps again instead
     name = str(meta.get("Name") or path.stem).strip().strip('"').strip()
-    site = Site(
-        name=" ".join(name.split()),
-        latitude=_meta_float(path, meta, "latitude", 1),
-        longitude=_meta_float(path, meta, "longitude", 1),
-        altitude_m=_meta_float(path, meta, "altitude", 1),
-        tz=_fixed_tz(_meta_float(path, meta, "TZ", 1)),
-    )
+    site = _site_from_meta(path, meta, name)
     return _Raw(frame, numbers, local, "end", site)
 
 
@@ -357,13 +357,7 @@ def _read_solaranywhere(path: Path, text: str, lines: list[str]) -> _Raw:
     method = str(meta.get("Averaging Method", "End of Period")).lower()
     timing = "start" if "beginning" in method else "instant" if "instant" in method else "end"
     name = str(meta.get("name") or path.stem)
-    site = Site(
-        name=" ".join(name.split()),
-        latitude=_meta_float(path, meta, "latitude", 1),
-        longitude=_meta_float(path, meta, "longitude", 1),
-        altitude_m=_meta_float(path, meta, "altitude", 1),
-        tz=_fixed_tz(_meta_float(path, meta, "TZ", 1)),
-    )
+    site = _site_from_meta(path, meta, name)
     local = pd.DatetimeIndex(frame.index).tz_localize(None)
     return _Raw(frame, numbers, local, timing, site)
 
@@ -386,13 +380,7 @@ def _read_nsrdb(path: Path, text: str, lines: list[str]) -> _Raw:
     )
     city = str(meta.get("City") or "-")
     name = city if city not in {"-", ""} else f"NSRDB {meta.get('Location ID', path.stem)}"
-    site = Site(
-        name=name,
-        latitude=_meta_float(path, meta, "latitude", 2),
-        longitude=_meta_float(path, meta, "longitude", 2),
-        altitude_m=_meta_float(path, meta, "altitude", 2),
-        tz=_fixed_tz(_meta_float(path, meta, "Time Zone", 2)),
-    )
+    site = _site_from_meta(path, meta, name, "Time Zone", 2)
     local = pd.DatetimeIndex(frame.index).tz_localize(None)
     return _Raw(frame, numbers, local, "instant", site)
 
@@ -442,13 +430,7 @@ def _read_tmy2(path: Path, text: str, lines: list[str]) -> _Raw:
         },
         index=raw.index,
     )
-    site = Site(
-        name=str(meta.get("City") or path.stem).strip(),
-        latitude=_meta_float(path, meta, "latitude", 1),
-        longitude=_meta_float(path, meta, "longitude", 1),
-        altitude_m=_meta_float(path, meta, "altitude", 1),
-        tz=_fixed_tz(_meta_float(path, meta, "TZ", 1)),
-    )
+    site = _site_from_meta(path, meta, str(meta.get("City") or path.stem))
     local = pd.DatetimeIndex(frame.index).tz_localize(None)
     return _Raw(frame, numbers, local, "start", site)
 

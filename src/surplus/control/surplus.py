@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from surplus.control.allocate import Demand, allocate
-from surplus.control.hysteresis import gate, started, stopped
+from surplus.control.hysteresis import gate, stopped
 from surplus.control.planner import make_plan, slot_of, stale_plan, vehicle_energy_wh
 from surplus.control.setpoint import (
     choose_phases,
@@ -413,6 +413,3 @@ def _reason(
         if grant <= 0 and not notes:
             head = "not enough surplus to start"
     return f"{head}, {notes}" if notes else head
-
-
-__all__ = ["decide", "started"]

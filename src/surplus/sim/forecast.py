@@ -35,7 +35,7 @@ class Forecaster:
         self.start = start
         self.per_slot = max(1, SLOT_S // step_s)
         self.pv = _slot_means(pv_w, self.per_slot)
-        self.cs = _slot_means(np.maximum(clear_sky_w, pv_w * 0 + 1e-9), self.per_slot)
+        self.cs = _slot_means(np.maximum(clear_sky_w, 1e-9), self.per_slot)
         self.load = _slot_means(load_w, self.per_slot)
         days = len(self.pv) // SLOTS_PER_DAY + 1
         pad = days * SLOTS_PER_DAY - len(self.pv)
