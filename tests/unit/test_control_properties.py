@@ -136,6 +136,7 @@ def loadpoint_settings(
             min_off_s=draw(delays),
             max_starts_per_day=draw(st.integers(1, 8)),
             phase_switch_delay_s=draw(delays),
+            switch_under_load=draw(st.booleans()),
         ),
         budget=CommandBudget(
             min_interval_s=draw(st.sampled_from([0.0, 60.0, 1800.0])),

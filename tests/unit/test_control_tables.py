@@ -58,6 +58,7 @@ CONTACTOR = ContactorSettings(
     min_off_s=900,
     max_starts_per_day=6,
     phase_switch_delay_s=600,
+    switch_under_load=True,
 )
 NO_DELAYS = CONTACTOR.model_copy(
     update={"start_delay_s": 0, "stop_delay_s": 0, "min_on_s": 0, "min_off_s": 0}
@@ -455,6 +456,23 @@ def test_status_mode_surplus_auto_phases(
     decision = decide(snapshot(NOW, SURPLUS[level], {LP: reading}), settings, state, NOW)
     assert charger_cmds(decision) == expected
     assert decision.reasons[LP] == reason
+
+
+def test_auto_phases_kept_while_charging_unless_switching_under_load_is_allowed() -> None:
+    """By default a surplus that grows while charging on 1p does not switch to 3p (that
+    would be a contactor cycle); the charger stays on 1p at its maximum."""
+    contactor = NO_DELAYS.model_copy(update={"switch_under_load": False})
+    settings = site(lp_settings(contactor=contactor, charger={"phases": "auto"}))
+    state = ControlState({LP: running(6.0, phases=1)})
+    reading = charger(NOW, ChargerStatus.CHARGING, enabled=True, amps=6.0, phases=1)
+    decision = decide(snapshot(NOW, SURPLUS["large"], {LP: reading}), settings, state, NOW)
+    assert charger_cmds(decision) == (set_a(16),)
+    assert decision.reasons[LP] == "charging 16 A x 1p from surplus"
+    later = NOW + timedelta(hours=2)
+    reading = charger(later, ChargerStatus.CHARGING, enabled=True, amps=16.0, phases=1)
+    snap = snapshot(later, SURPLUS["large"], {LP: reading})
+    again = decide(snap, settings, decision.state, later)
+    assert charger_cmds(again) == ()
 
 
 def test_auto_phases_start_counts_once_in_the_daily_budget() -> None:

@@ -22,7 +22,7 @@ from surplus.control.lp import BatteryModel, EvModel, SiteLp, solve
 from surplus.control.settings import LoadpointSettings, Mode, PlannerSettings, SiteSettings
 from surplus.control.state import Plan
 from surplus.domain.readings import BatteryState, SiteSnapshot
-from surplus.domain.tariff import SLOT, SLOT_S, Rates
+from surplus.domain.tariff import SLOT, SLOT_S, SLOTS_PER_DAY, Rates
 
 F64 = NDArray[np.float64]
 
@@ -132,14 +132,50 @@ def _ev_model(
     )
 
 
+def expected_rates(rates: Rates, slots: int) -> Rates:
+    """``rates`` stretched to ``slots`` slots: past the published prices, each slot is
+    expected to cost what the same time of day cost on the last published day (prices
+    repeat by the day far better than they stay flat); only what is known is looked at.
+    """
+    n = len(rates)
+    if slots <= n or n == 0:
+        return rates
+    k = np.arange(n, slots)
+    days_back = (k - n) // SLOTS_PER_DAY + 1
+    src = k - days_back * SLOTS_PER_DAY
+    known = src >= 0
+    out = []
+    for prices in (rates.import_eur_per_kwh, rates.export_eur_per_kwh):
+        tail = np.full(len(k), float(np.mean(prices)))
+        tail[known] = prices[src[known]]
+        out.append(np.concatenate([prices, tail]))
+    return Rates(rates.start, out[0], out[1])
+
+
+def horizon_slots(settings: SiteSettings, rates: Rates) -> int:
+    """How far to plan: the published prices, and on to the latest planned deadline (within
+    the planner's horizon), so that solar expected before a deadline is counted on.
+    """
+    n = len(rates)
+    cap = int(settings.planner.horizon_s // SLOT_S)
+    for lp in settings.loadpoints:
+        if lp.mode == Mode.PLAN and lp.plan is not None:
+            due = int(np.ceil((lp.plan.deadline - rates.start).total_seconds() / SLOT_S))
+            n = max(n, min(due, cap))
+    return n
+
+
 def make_plan(
     snapshot: SiteSnapshot,
     settings: SiteSettings,
-    rates: Rates,
+    known: Rates,
     now: datetime,
     voltage_v: float = 230.0,
 ) -> Plan:
-    """Plan the site over ``rates`` from the snapshot's forecast and state."""
+    """Plan the site from the snapshot's forecast and state, over the published prices
+    ``known`` and, up to a car's deadline, the prices expected after them.
+    """
+    rates = expected_rates(known, horizon_slots(settings, known))
     n = len(rates)
     forecast = snapshot.forecast
     if forecast is not None:
@@ -178,7 +214,7 @@ def make_plan(
     return Plan(
         start=rates.start,
         made_at=now,
-        rates_end=rates.end,
+        rates_end=known.end,
         ev_w=result.ev_w,
         ev_grid_w=grid_blocks,
         ev_energy_wh={

@@ -74,6 +74,8 @@ def choose_phases(
     waited = (now - since).total_seconds()
     last = state.phase_switched_at
     spaced = last is None or (now - last).total_seconds() >= contactor.phase_switch_delay_s
+    if not (force_max or contactor.switch_under_load):
+        return state.phases, replace(state, phase_want=None, phase_since=None), ""
     if starts_left(state, contactor, now) <= 0:
         return state.phases, state, f"{want}p wanted, but the daily start budget is used up"
     if (force_max or waited >= contactor.phase_switch_delay_s) and spaced:

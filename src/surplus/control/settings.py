@@ -41,6 +41,9 @@ class ContactorSettings(_Model):
     min_off_s: NonNeg = 900.0
     max_starts_per_day: Annotated[int, Field(ge=1)] = 6
     phase_switch_delay_s: NonNeg = 1800.0  # a phase switch waits this long and this apart
+    # a switch while charging opens and closes the contactor like a start; by default the
+    # phases are picked at each start and kept (the home battery takes what 1p leaves)
+    switch_under_load: bool = False
 
 
 class CommandBudget(_Model):
@@ -126,6 +129,9 @@ class BatteryPolicy(_Model):
 class PlannerSettings(_Model):
     """Site-wide planning over the known price horizon."""
 
+    # a car's deadline past the published prices is planned for up to this far ahead, with
+    # the expected prices and forecast solar
+    horizon_s: Annotated[float, Field(gt=0)] = 4 * 86_400.0
     replan_interval_s: Annotated[float, Field(gt=0)] = 3 * 3600.0
     replan_deviation_wh: Annotated[float, Field(gt=0)] = 2000.0
     # what energy left at the end of the known prices is worth, as a quantile of the known

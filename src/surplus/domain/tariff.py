@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 SLOT = timedelta(minutes=15)
 SLOT_S = 900
+SLOTS_PER_DAY = 86_400 // SLOT_S
 
 
 @dataclass(frozen=True, slots=True)

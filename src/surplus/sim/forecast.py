@@ -14,10 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from surplus.domain.readings import Forecast
-from surplus.domain.tariff import SLOT_S
+from surplus.domain.tariff import SLOT_S, SLOTS_PER_DAY
 
 F64 = NDArray[np.float64]
-SLOTS_PER_DAY = 96
 
 
 def _slot_means(values: F64, per_slot: int) -> F64:
@@ -43,7 +42,7 @@ class Forecaster:
         cs_days = np.pad(self.cs, (0, pad)).reshape(days, SLOTS_PER_DAY).sum(axis=1)
         self.k_day = np.clip(pv_days / np.maximum(cs_days, 1.0), 0.05, 1.2)
 
-    def at(self, step: int, horizon_slots: int = 192) -> Forecast:
+    def at(self, step: int, horizon_slots: int = 4 * SLOTS_PER_DAY) -> Forecast:
         """The forecast known at replay step ``step`` for the slots from the current one on."""
         s = step // self.per_slot
         d = s // SLOTS_PER_DAY
