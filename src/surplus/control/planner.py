@@ -243,7 +243,10 @@ def _block(ev_w: F64, solar_w: F64, prices: F64, ev: EvModel) -> F64:
     """
     dt_h = SLOT_S / 3600.0
     beyond = np.maximum(ev_w - solar_w, 0.0)
-    energy = float(beyond.sum()) * dt_h
+    # bought (or drawn from the battery) only up to the goal: above it, room is left for sun
+    from_sun = float(np.minimum(ev_w, solar_w).sum()) * dt_h * ev.efficiency
+    short = max(0.0, ev.terminal_split_wh - ev.energy_wh - from_sun) / ev.efficiency
+    energy = min(float(beyond.sum()) * dt_h, short)
     out = np.zeros(len(ev_w))
     active = np.flatnonzero(beyond > 1.0)
     if energy <= 0 or not len(active):

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
+
 from surplus.control.allocate import Demand, allocate
 from surplus.control.hysteresis import gate, stopped
 from surplus.control.planner import make_plan, slot_of, stale_plan, vehicle_energy_wh
@@ -44,6 +46,7 @@ from surplus.domain.readings import (
     LoadpointSnapshot,
     SiteSnapshot,
 )
+from surplus.domain.tariff import SLOT_S
 
 _CONNECTED = (ChargerStatus.CONNECTED, ChargerStatus.CHARGING)
 
@@ -254,11 +257,23 @@ def _battery_mode(
             round(charge, -2),
             f"charging from the grid at {_kw(charge)} for dearer hours",
         )
+    in_block = any(block[slot] > 0 for block in plan.ev_grid_w.values())
+    if in_block and _battery_feeds_cars_wh(plan) > 500.0:
+        return BatteryMode.NORMAL, 0.0, "helping the planned car charge, as planned"
     if deficit < -200.0 and charge < 0.3 * -deficit:
         return BatteryMode.IDLE, 0.0, "leaving room to store solar when export pays less"
-    if deficit > 200.0 and discharge < 0.5 * deficit:
+    # (a car's grid block may run faster than the plan's car power: compare with what the
+    # battery could give, not with the whole deficit)
+    if deficit > 200.0 and discharge < 0.5 * min(deficit, battery.max_discharge_w):
         return BatteryMode.HOLD, 0.0, "holding its charge for dearer hours"
     return BatteryMode.NORMAL, 0.0, "self-consumption"
+
+
+def _battery_feeds_cars_wh(plan: Plan) -> float:
+    """The energy the plan moves from the home battery into cars (it charges a car's grid
+    block from the battery where it discharges while a car charges)."""
+    cars = sum((w for w in plan.ev_w.values()), np.zeros(len(plan.deficit_w)))
+    return float(np.minimum(plan.battery_discharge_w, cars).sum()) * SLOT_S / 3600.0
 
 
 def _forced_off(lp: LoadpointSettings, view: LoadpointSnapshot, snapshot: SiteSnapshot) -> str:
@@ -298,21 +313,29 @@ def _demand(
 ) -> Demand:
     cfg = lp.charger
     volts = voltage(view.charger, cfg)
-    min_w = power_w(cfg.min_current_a, lowest_phases(cfg), volts)
+    # while charging, phases that cannot change under load bound what it can take
+    kept = st.on and not lp.contactor.switch_under_load
+    min_w = power_w(cfg.min_current_a, st.phases if kept else lowest_phases(cfg), volts)
     max_w = power_w(cfg.max_current_a, highest_phases(cfg), volts)
     start_w = min_w if st.on else min_w + cfg.deadband_w
-    if not st.on and not _solar_will_last(snapshot, lp, min_w):
+    block = plan.ev_grid_w.get(lp.name) if plan is not None else None
+    # sun that replaces energy still to be bought is worth a start; other sun must last
+    to_buy = block is not None and slot is not None and float(block[slot:].sum()) > 0
+    if not st.on and not to_buy and not _solar_will_last(snapshot, lp, min_w):
         start_w = max_w + 1.0  # nothing idle can start on surplus now
     forced = 0.0
     if lp.mode == Mode.NOW:
         forced = max_w
     elif lp.mode == Mode.MINSOLAR:
         forced = min_w
-    elif lp.mode == Mode.PLAN and plan is not None and slot is not None:
-        block = plan.ev_grid_w.get(lp.name)
+    elif (
         # what solar is not expected to cover comes from the grid or the battery, as planned
-        if block is not None and block[slot] > 0.5 * min_w:
-            forced = min(max(float(block[slot]), min_w), max_w)
+        lp.mode == Mode.PLAN
+        and slot is not None
+        and block is not None
+        and block[slot] > 0.5 * min_w
+    ):
+        forced = min(max(float(block[slot]), min_w), max_w)
     return Demand(
         lp.name,
         lp.priority,
