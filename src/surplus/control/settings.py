@@ -138,7 +138,7 @@ class PlannerSettings(_Model):
     # import prices: in the home battery, and in a car below / above its target
     battery_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.2
     ev_value_quantile: Annotated[float, Field(ge=0, le=1)] = 0.15
-    ev_surplus_value_factor: Annotated[float, Field(ge=0, le=1)] = 0.5
+    ev_surplus_value_factor: Annotated[float, Field(ge=0, le=1)] = 0.75
 
 
 class SiteSettings(_Model):

@@ -302,6 +302,13 @@ def _solar_will_last(snapshot: SiteSnapshot, lp: LoadpointSettings, min_w: float
     return float((pv - load).mean()) >= min_w
 
 
+def _plan_charges(plan: Plan | None, name: str, slot: int | None, min_w: float) -> bool:
+    """Does the plan (when it has the car) charge it now or in the next slot?"""
+    if plan is None or slot is None or name not in plan.ev_w:
+        return True
+    return float(plan.ev_w[name][slot : slot + 2].max()) >= 0.3 * min_w
+
+
 def _demand(
     snapshot: SiteSnapshot,
     lp: LoadpointSettings,
@@ -319,9 +326,16 @@ def _demand(
     max_w = power_w(cfg.max_current_a, highest_phases(cfg), volts)
     start_w = min_w if st.on else min_w + cfg.deadband_w
     block = plan.ev_grid_w.get(lp.name) if plan is not None else None
-    # sun that replaces energy still to be bought is worth a start; other sun must last
+    # sun that replaces energy still to be bought is worth a start at once; other sun
+    # must last, and go to the car when the plan finds it worth more there than exported
     to_buy = block is not None and slot is not None and float(block[slot:].sum()) > 0
-    if not st.on and not to_buy and not _solar_will_last(snapshot, lp, min_w):
+    if (
+        not st.on
+        and not to_buy
+        and not (
+            _plan_charges(plan, lp.name, slot, min_w) and _solar_will_last(snapshot, lp, min_w)
+        )
+    ):
         start_w = max_w + 1.0  # nothing idle can start on surplus now
     forced = 0.0
     if lp.mode == Mode.NOW:
