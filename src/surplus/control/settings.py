@@ -49,7 +49,7 @@ class ContactorSettings(_Model):
 class CommandBudget(_Model):
     """Per-device command budget: vehicle and cloud APIs rate-limit and bill per call."""
 
-    min_interval_s: NonNeg = 900.0  # between two current changes
+    min_interval_s: NonNeg = 300.0  # between two current changes
     deadband_a: NonNeg = 1.0  # smaller changes are not sent
 
 
