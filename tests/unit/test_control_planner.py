@@ -276,14 +276,6 @@ def test_plan_car_already_at_target_buys_nothing_for_it() -> None:
     assert plan.ev_grid_w["car"].sum() == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: planner.py make_plan() uses forecast.step_s only for the offset; _aligned() "
-        "then indexes the forecast per 15-minute slot, so an hourly Forecast (step_s=3600) "
-        "is read as if each hour were one slot: 11:00-15:00 sun lands at 02:45-03:45"
-    ),
-    strict=True,
-)
 def test_plan_reads_an_hourly_forecast_per_hour() -> None:
     rates = rates_of(np.full(N, 0.30))
     pv_hourly = np.zeros(24)

@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -239,15 +238,6 @@ def test_every_commanded_current_is_valid(data: st.DataObject) -> None:
                 assert cmd.current_a >= by_name[cmd.loadpoint].min_current_a - 1e-9
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: settings.py ChargerSettings accepts min_current_a/max_current_a that are not on "
-        "resolution_a (e.g. 6.5 A with whole amps) and setpoint.current_a clamps to them "
-        "verbatim, so the engine commands 6.5 A to a whole-amp charger; the validator should "
-        "reject it (or the clamp round min up / max down to the resolution)"
-    ),
-    strict=True,
-)
 def test_off_resolution_limits_never_reach_the_charger() -> None:
     cfg = SiteSettings(
         loadpoints=[
@@ -261,7 +251,10 @@ def test_off_resolution_limits_never_reach_the_charger() -> None:
     )
     site = Site(cfg)
     # a start on a surplus just above the minimum, then the stale-data fallback
-    first = site.step(site.snapshot(START, 6.5 * 3 * V + 150), START)
+    # the limits are rounded inwards: 6.5 A at whole amps is a 7 A minimum
+    assert cfg.loadpoints[0].charger.min_current_a == 7.0
+    assert cfg.loadpoints[0].charger.max_current_a == 15.0
+    first = site.step(site.snapshot(START, 9.5 * 3 * V), START)
     later = START + timedelta(seconds=60)
     second = site.step(site.snapshot(later, 0.0, grid_at=later - timedelta(hours=1)), later)
     currents = [

@@ -494,14 +494,6 @@ def test_auto_phases_with_a_start_delay_starts_on_1p() -> None:
     assert start_cmds == (enable(10, 1),)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: surplus.py decide(): the normal path only compares with its own memory "
-        "(st.on); a charger that reports enabled/charging while the engine thinks it is off "
-        "(after a restart, or a lost enable=False) is never disabled when there is no surplus"
-    ),
-    strict=True,
-)
 def test_charger_enabled_behind_the_engines_back_is_disabled() -> None:
     settings = site(lp_settings(mode=Mode.SOLAR, contactor=NO_DELAYS))
     reading = charger(NOW, ChargerStatus.CHARGING, enabled=True, amps=16.0)

@@ -58,12 +58,15 @@ def plan_key(snapshot: SiteSnapshot, settings: SiteSettings) -> tuple[object, ..
     return tuple(key)
 
 
-def _aligned(values: F64, offset: int, n: int) -> F64:
+def _per_slot(values: F64, offset_s: float, step_s: float, n: int) -> F64:
+    """A forecast with one value per ``step_s`` (starting ``offset_s`` before the first
+    slot) read for ``n`` 15-minute slots; its ends stretch to cover the horizon."""
     arr = np.asarray(values, dtype=float)
     if len(arr) == 0:
         return np.zeros(n)
-    idx = np.clip(np.arange(offset, offset + n), 0, len(arr) - 1)
-    return arr[idx]
+    idx = np.floor((offset_s + np.arange(n) * SLOT_S) / step_s).astype(np.int64)
+    out: F64 = arr[np.clip(idx, 0, len(arr) - 1)]
+    return out
 
 
 def _battery_model(state: BatteryState, settings: SiteSettings, rates: Rates) -> BatteryModel:
@@ -179,9 +182,9 @@ def make_plan(
     n = len(rates)
     forecast = snapshot.forecast
     if forecast is not None:
-        offset = int((rates.start - forecast.start).total_seconds() // forecast.step_s)
-        pv = _aligned(forecast.pv_w, offset, n)
-        load = _aligned(forecast.load_w, offset, n)
+        offset_s = (rates.start - forecast.start).total_seconds()
+        pv = _per_slot(forecast.pv_w, offset_s, forecast.step_s, n)
+        load = _per_slot(forecast.load_w, offset_s, forecast.step_s, n)
     else:
         home = snapshot.home_w() or 0.0
         pv = np.zeros(n)

@@ -5,7 +5,8 @@ every error names its key path. Defaults are the ones ``surplus bench`` chose.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal, TypeVar
+from math import ceil, floor
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,6 +72,23 @@ class ChargerSettings(_Model):
     phases: Literal[1, 3, "auto"] = 3
     voltage_v: Annotated[float, Field(gt=0)] = 230.0  # used when the charger reports none
     deadband_w: NonNeg = 100.0  # surplus noise ignored around the thresholds
+
+    @model_validator(mode="before")
+    @classmethod
+    def _limits_on_resolution(cls, data: Any) -> Any:
+        """A charger takes only currents on its resolution: the limits are rounded inwards
+        (6.5 A at whole amps means 7 A), so no clamp can ever command an off-step current."""
+        if not isinstance(data, dict):
+            return data
+        res = data.get("resolution_a", 1.0)
+        if not isinstance(res, int | float) or float(res) not in (1.0, 0.1):
+            return data
+        out = dict(data)
+        for key, rounding in (("min_current_a", ceil), ("max_current_a", floor)):
+            value = out.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[key] = round(rounding(round(value / res, 6)) * res, 1)
+        return out
 
     @model_validator(mode="after")
     def _min_below_max(self) -> ChargerSettings:

@@ -397,7 +397,12 @@ def _commands(
         )
         return [cmd], replace(st, current_a=amps, current_at=now), ""
     if not on:
-        return ([ChargerCommand(name, enable=False)] if was_on else []), st, ""
+        # also a charger found enabled behind our back (a restart, a lost command), once
+        # a reading newer than our last switch shows it
+        rogue = view.charger.enabled and (
+            st.switched_at is None or view.charger.at > st.switched_at
+        )
+        return ([ChargerCommand(name, enable=False)] if was_on or rogue else []), st, ""
     if switchable and phases != view.charger.phases and st.phase_switched_at == now:
         cmd = ChargerCommand(name, current_a=amps, phases=phases)
         return [cmd], replace(st, current_a=amps, current_at=now), ""
