@@ -22,6 +22,7 @@ from surplus.control.settings import (
     parse_settings,
 )
 from surplus.control.state import Plan
+from surplus.control.surplus import _plan_charges
 from surplus.domain.errors import ConfigError
 from surplus.domain.readings import (
     BatteryState,
@@ -522,3 +523,48 @@ def test_parse_settings_rejects_a_naive_deadline() -> None:
     with pytest.raises(ConfigError) as info:
         parse_settings(SiteSettings, data)
     assert "loadpoints[0].plan.deadline" in dict(info.value.problems)
+
+
+# --------------------------------------------------------------------------------------
+# a solar run the car does not need yet: only when the plan finds it worth a start
+# --------------------------------------------------------------------------------------
+
+
+def _plan_with_car(ev_w: NDArray[np.float64]) -> Plan:
+    n = len(ev_w)
+    zeros = np.zeros(n)
+    return Plan(
+        start=DAY,
+        made_at=DAY,
+        rates_end=DAY + timedelta(days=1),
+        ev_w={"lp": ev_w},
+        ev_grid_w={"lp": zeros},
+        ev_energy_wh={"lp": zeros},
+        grid_import_w=zeros,
+        battery_charge_w=zeros,
+        battery_discharge_w=zeros,
+        battery_soc_wh=zeros,
+        deficit_w=zeros,
+        solar_w=zeros,
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "slots", "min_run_wh", "expected"),
+    [
+        pytest.param(0, 16, 3000.0, True, id="run-from-now-12kWh-starts"),
+        pytest.param(1, 16, 3000.0, True, id="run-from-next-slot-starts"),
+        pytest.param(0, 3, 3000.0, False, id="run-from-now-2.25kWh-too-small"),
+        pytest.param(0, 3, 0.0, True, id="run-from-now-no-minimum"),
+        pytest.param(4, 16, 3000.0, False, id="run-in-an-hour-waits"),
+    ],
+)
+def test_a_solar_run_needs_the_plan_and_enough_energy(
+    first: int, slots: int, min_run_wh: float, expected: bool
+) -> None:
+    ev_w = np.zeros(N)
+    ev_w[first : first + slots] = 3000.0
+    lp = LoadpointSettings(name="lp", mode=Mode.PLAN, min_solar_run_wh=min_run_wh)
+    assert _plan_charges(_plan_with_car(ev_w), lp, 0, 1380.0) is expected
+    # without a plan for the car (solar mode), the plan has no say
+    assert _plan_charges(None, lp, 0, 1380.0) is True

@@ -126,6 +126,9 @@ class LoadpointSettings(_Model):
     # a solar start needs the forecast to promise at least the minimum power, on average,
     # for this long: short sunny spells are left to the home battery (fewer starts)
     solar_lookahead_s: NonNeg = 7200.0
+    # in plan mode, sun the car does not need yet starts a run only if the plan gives the
+    # car at least this much over the next four hours (small top-ups cost a start each)
+    min_solar_run_wh: NonNeg = 3000.0
     plan: PlanTarget | None = None
     vehicle_capacity_wh: Annotated[float, Field(gt=0)] = 60_000.0
     charge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.9

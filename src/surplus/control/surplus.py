@@ -49,6 +49,7 @@ from surplus.domain.readings import (
 from surplus.domain.tariff import SLOT_S
 
 _CONNECTED = (ChargerStatus.CONNECTED, ChargerStatus.CHARGING)
+RUN_SLOTS = 16  # a solar run is judged by what the plan gives the car over 4 hours
 
 
 def _age(reading: object, now: datetime) -> float | None:
@@ -302,11 +303,16 @@ def _solar_will_last(snapshot: SiteSnapshot, lp: LoadpointSettings, min_w: float
     return float((pv - load).mean()) >= min_w
 
 
-def _plan_charges(plan: Plan | None, name: str, slot: int | None, min_w: float) -> bool:
-    """Does the plan (when it has the car) charge it now or in the next slot?"""
-    if plan is None or slot is None or name not in plan.ev_w:
+def _plan_charges(plan: Plan | None, lp: LoadpointSettings, slot: int | None, min_w: float) -> bool:
+    """Does the plan (when it has the car) charge it now or in the next slot, and enough
+    over the next hours to be worth a contactor start?"""
+    if plan is None or slot is None or lp.name not in plan.ev_w:
         return True
-    return float(plan.ev_w[name][slot : slot + 2].max()) >= 0.3 * min_w
+    ahead = plan.ev_w[lp.name][slot : slot + RUN_SLOTS]
+    return (
+        float(ahead[:2].max()) >= 0.3 * min_w
+        and float(ahead.sum()) * SLOT_S / 3600.0 >= lp.min_solar_run_wh
+    )
 
 
 def _demand(
@@ -332,9 +338,7 @@ def _demand(
     if (
         not st.on
         and not to_buy
-        and not (
-            _plan_charges(plan, lp.name, slot, min_w) and _solar_will_last(snapshot, lp, min_w)
-        )
+        and not (_plan_charges(plan, lp, slot, min_w) and _solar_will_last(snapshot, lp, min_w))
     ):
         start_w = max_w + 1.0  # nothing idle can start on surplus now
     forced = 0.0
