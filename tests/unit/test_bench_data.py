@@ -407,3 +407,13 @@ def test_missing_ev2gym_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(sources.metadata, "distribution", absent)
     with pytest.raises(DataFileError, match=r"pip install --no-deps ev2gym==2\.0\.0"):
         sources.nl_prices_csv()
+
+
+def test_a_written_price_year_reads_back_the_same(tmp_path: Path) -> None:
+    """``--prices`` reads what ``write_price_csv`` writes (the untuned check's prices)."""
+    from surplus.bench.prices import nl_day_ahead, read_price_csv, write_price_csv
+
+    year = nl_day_ahead(2023)
+    back = read_price_csv(write_price_csv(year, tmp_path / "p.csv"))
+    assert len(back.eur_per_mwh) == len(year.eur_per_mwh) == 8760
+    assert np.allclose(back.eur_per_mwh.to_numpy(), year.eur_per_mwh.to_numpy(), atol=0.005)

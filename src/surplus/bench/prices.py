@@ -399,3 +399,13 @@ def on_grid(prices: PriceSeries, index: pd.DatetimeIndex) -> npt.NDArray[np.floa
             f"(first at {first_missing:%Y-%m-%d %H:%M} UTC)",
         )
     return result
+
+
+def write_price_csv(prices: PriceSeries, path: Path) -> Path:
+    """Write ``prices`` as the CSV ``--prices`` reads (ISO timestamp, EUR per MWh)."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("timestamp,price_eur_per_mwh\n")
+        series = prices.eur_per_mwh
+        for at, value in zip(pd.DatetimeIndex(series.index), series.to_numpy(), strict=True):
+            out.write(f"{at.isoformat()},{value:.2f}\n")
+    return path
