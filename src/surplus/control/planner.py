@@ -12,6 +12,7 @@ evcc-like baseline uses it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from math import sqrt
 
@@ -21,10 +22,13 @@ from numpy.typing import NDArray
 from surplus.control.lp import BatteryModel, EvModel, SiteLp, solve
 from surplus.control.settings import LoadpointSettings, Mode, PlannerSettings, SiteSettings
 from surplus.control.state import Plan
+from surplus.control.trips import Trip, TripLog
+from surplus.domain.errors import SurplusError
 from surplus.domain.readings import BatteryState, SiteSnapshot
 from surplus.domain.tariff import SLOT, SLOT_S, SLOTS_PER_DAY, Rates
 
 F64 = NDArray[np.float64]
+MIN_BLOCK_WH = 8000.0
 
 
 def max_power_w(lp: LoadpointSettings, voltage_v: float) -> float:
@@ -89,13 +93,47 @@ def _battery_model(state: BatteryState, settings: SiteSettings, rates: Rates) ->
     )
 
 
+def _later_trips(
+    trips: list[Trip], deadline: datetime, start: datetime, goal: float, ev: EvModel
+) -> bool:
+    """Plan the trips expected after the owner's departure into ``ev`` (in place): the car
+    is back when the departing trip is expected to end, away for every later trip, and
+    leaves each time with ``goal``. False when the departing trip is not foreseen."""
+    n = len(ev.max_w)
+    current = next((t for t in trips if abs(t.left - deadline) <= timedelta(hours=1)), None)
+    if current is None or ev.drain_wh is None or ev.required_wh is None:
+        return False
+
+    def slot(at: datetime) -> int:
+        return int((at - start).total_seconds() // SLOT_S)
+
+    back = slot(current.back)
+    if back >= n:
+        return False
+    ev.max_w[back:] = float(ev.max_w.max())
+    ev.drain_wh[max(back - 1, 0)] += current.used_wh
+    for trip in trips:
+        first, end = slot(trip.left), slot(trip.back)
+        if trip.left <= current.left or first >= n:
+            continue
+        if first > 0:
+            ev.required_wh[first - 1] = max(ev.required_wh[first - 1], goal)
+        ev.max_w[first : min(end, n)] = 0.0
+        if end < n:
+            ev.drain_wh[max(end - 1, 0)] += trip.used_wh
+    return True
+
+
 def _ev_model(
     lp: LoadpointSettings,
     snapshot: SiteSnapshot,
     rates: Rates,
     voltage_v: float,
     planner: PlannerSettings,
-) -> EvModel | None:
+    trips: list[Trip],
+) -> tuple[EvModel, int, bool] | None:
+    """The car on ``lp`` for the LP, the slot it must be ready by, and whether its later
+    trips are planned too."""
     known = vehicle_energy_wh(snapshot, lp)
     if lp.plan is None or known is None:
         return None
@@ -122,17 +160,20 @@ def _ev_model(
         required[-1] = max(0.0, goal - reachable_later)
         lo = cheap
     hi = planner.ev_surplus_value_factor * cheap
-    return EvModel(
+    ev = EvModel(
         name=lp.name,
         max_w=max_w,
         energy_wh=energy,
         capacity_wh=limit,
         efficiency=lp.charge_efficiency,
-        required_wh=required if required.any() else None,
+        drain_wh=np.zeros(n),
+        required_wh=required,
         terminal_split_wh=goal,
         terminal_lo_eur_per_kwh=lo,
         terminal_hi_eur_per_kwh=hi,
     )
+    habits = deadline_slot <= n and _later_trips(trips, lp.plan.deadline, rates.start, goal, ev)
+    return ev, min(deadline_slot, n), habits
 
 
 def expected_rates(rates: Rates, slots: int) -> Rates:
@@ -155,16 +196,17 @@ def expected_rates(rates: Rates, slots: int) -> Rates:
     return Rates(rates.start, out[0], out[1])
 
 
-def horizon_slots(settings: SiteSettings, rates: Rates) -> int:
+def horizon_slots(settings: SiteSettings, rates: Rates, habits: bool) -> int:
     """How far to plan: the published prices, and on to the latest planned deadline (within
-    the planner's horizon), so that solar expected before a deadline is counted on.
+    the planner's horizon), so that solar expected before a deadline is counted on; the
+    whole horizon when the cars' later trips are foreseen.
     """
     n = len(rates)
     cap = int(settings.planner.horizon_s // SLOT_S)
     for lp in settings.loadpoints:
         if lp.mode == Mode.PLAN and lp.plan is not None:
             due = int(np.ceil((lp.plan.deadline - rates.start).total_seconds() / SLOT_S))
-            n = max(n, min(due, cap))
+            n = max(n, min(cap, cap if habits else due))
     return n
 
 
@@ -174,11 +216,37 @@ def make_plan(
     known: Rates,
     now: datetime,
     voltage_v: float = 230.0,
+    trips: Mapping[str, TripLog] | None = None,
 ) -> Plan:
     """Plan the site from the snapshot's forecast and state, over the published prices
-    ``known`` and, up to a car's deadline, the prices expected after them.
+    ``known`` and, up to a car's deadline (or the horizon, when its later trips are
+    foreseen from ``trips``), the prices expected after them.
     """
-    rates = expected_rates(known, horizon_slots(settings, known))
+    cap = known.start + timedelta(seconds=settings.planner.horizon_s)
+    # later trips are planned for once a car is back; one top-up for them per stay
+    expected = {
+        lp.name: log.expected(now, cap)
+        for lp in settings.loadpoints
+        if trips and (log := trips.get(lp.name)) is not None and not log.topped_up
+    }
+    try:
+        return _plan(snapshot, settings, known, now, voltage_v, expected)
+    except SurplusError:
+        # foreseen trips a car cannot make (say, a drain the soft targets leave uncovered):
+        # plan without them
+        return _plan(snapshot, settings, known, now, voltage_v, {})
+
+
+def _plan(
+    snapshot: SiteSnapshot,
+    settings: SiteSettings,
+    known: Rates,
+    now: datetime,
+    voltage_v: float,
+    expected: dict[str, list[Trip]],
+) -> Plan:
+    habits = any(expected.values())
+    rates = expected_rates(known, horizon_slots(settings, known, habits))
     n = len(rates)
     forecast = snapshot.forecast
     if forecast is not None:
@@ -189,12 +257,18 @@ def make_plan(
         home = snapshot.home_w() or 0.0
         pv = np.zeros(n)
         load = np.full(n, max(home, 0.0))
-    evs = [
-        ev
+    cars = [
+        car
         for lp in settings.loadpoints
         if lp.mode == Mode.PLAN
-        and (ev := _ev_model(lp, snapshot, rates, voltage_v, settings.planner)) is not None
+        and (
+            car := _ev_model(
+                lp, snapshot, rates, voltage_v, settings.planner, expected.get(lp.name, [])
+            )
+        )
+        is not None
     ]
+    evs = [ev for ev, _, _ in cars]
     battery = (
         _battery_model(snapshot.battery, settings, rates) if snapshot.battery is not None else None
     )
@@ -212,7 +286,8 @@ def make_plan(
     ev_sum = sum((w for w in result.ev_w.values()), np.zeros(n))
     solar = np.maximum(pv - load, 0.0)
     grid_blocks = {
-        ev.name: _block(result.ev_w[ev.name], solar, rates.import_eur_per_kwh, ev) for ev in evs
+        ev.name: _block(result.ev_w[ev.name], solar, rates.import_eur_per_kwh, ev, due, habits)
+        for ev, due, habits in cars
     }
     return Plan(
         start=rates.start,
@@ -239,17 +314,24 @@ def make_plan(
     )
 
 
-def _block(ev_w: F64, solar_w: F64, prices: F64, ev: EvModel) -> F64:
-    """The LP's non-solar energy for a car as one block at full power, in the cheapest
-    contiguous window where the LP charged at all (a contactor is spared the LP's
-    scattered slots, and the price is nearly the same: night prices move slowly).
+def _block(ev_w: F64, solar_w: F64, prices: F64, ev: EvModel, due: int, habits: bool) -> F64:
+    """The LP's non-solar energy for a car before its departure (slot ``due``) as one
+    block at full power, in the cheapest contiguous window where the LP charged at all (a
+    contactor is spared the LP's scattered slots, and the price is nearly the same: night
+    prices move slowly).
     """
     dt_h = SLOT_S / 3600.0
     beyond = np.maximum(ev_w - solar_w, 0.0)
-    # bought (or drawn from the battery) only up to the goal: above it, room is left for sun
-    from_sun = float(np.minimum(ev_w, solar_w).sum()) * dt_h * ev.efficiency
+    beyond[due:] = 0.0
+    energy = float(beyond.sum()) * dt_h
+    from_sun = float(np.minimum(ev_w[:due], solar_w[:due]).sum()) * dt_h * ev.efficiency
     short = max(0.0, ev.terminal_split_wh - ev.energy_wh - from_sun) / ev.efficiency
-    energy = min(float(beyond.sum()) * dt_h, short)
+    if not habits:
+        # with no later trips foreseen, bought (or drawn from the battery) only up to the
+        # goal: above it, room is left for sun
+        energy = min(energy, short)
+    elif short <= 0 and energy < MIN_BLOCK_WH:
+        energy = 0.0  # a top-up for later trips is not worth a start when it is this small
     out = np.zeros(len(ev_w))
     active = np.flatnonzero(beyond > 1.0)
     if energy <= 0 or not len(active):

@@ -128,7 +128,7 @@ class LoadpointSettings(_Model):
     solar_lookahead_s: NonNeg = 7200.0
     # in plan mode, sun the car does not need yet starts a run only if the plan gives the
     # car at least this much over the next four hours (small top-ups cost a start each)
-    min_solar_run_wh: NonNeg = 3000.0
+    min_solar_run_wh: NonNeg = 4000.0
     plan: PlanTarget | None = None
     vehicle_capacity_wh: Annotated[float, Field(gt=0)] = 60_000.0
     charge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.9
@@ -139,7 +139,7 @@ class BatteryPolicy(_Model):
 
     priority_soc_pct: Pct = 10.0  # below: the battery charges first
     buffer_soc_pct: Pct = 50.0  # above: the battery may carry a started charge
-    buffer_start_soc_pct: Pct = 90.0  # above: a charge may start on battery power
+    buffer_start_soc_pct: Pct = 100.0  # above: a charge may start on battery power
     max_battery_to_ev_w: NonNeg = 2500.0
     controllable: bool = True  # may the engine hold it or charge it from the grid
     min_soc_pct: Pct = 5.0

@@ -10,6 +10,8 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from surplus.control.trips import TripLog
+
 
 class BatteryMode(StrEnum):
     """How the home battery is steered."""
@@ -56,6 +58,7 @@ class LoadpointState:
     phase_since: datetime | None = None
     phase_switched_at: datetime | None = None
     connected: bool = False
+    trips: TripLog = field(default_factory=TripLog)  # the car's habits
 
 
 @dataclass(frozen=True, slots=True)

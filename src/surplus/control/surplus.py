@@ -78,7 +78,7 @@ def decide(
         else None
     )
 
-    plan, plan_note = _renew_plan(snapshot, settings, state.plan, grid_fresh, now)
+    plan, plan_note = _renew_plan(snapshot, settings, state, grid_fresh, now)
     slot = slot_of(plan, now) if plan is not None else None
 
     # --- the battery follows the plan -------------------------------------------------
@@ -148,7 +148,10 @@ def decide(
             lp_states[lp.name] = st
             continue
         assert view is not None
-        lp_states[lp.name] = replace(st, connected=view.charger.status in _CONNECTED)
+        plugged = view.charger.status != ChargerStatus.DISCONNECTED
+        known = vehicle_energy_wh(snapshot, lp)
+        trips = st.trips.observe(plugged, None if known is None else known[0], now)
+        lp_states[lp.name] = replace(st, connected=view.charger.status in _CONNECTED, trips=trips)
         why_off = _forced_off(lp, view, snapshot)
         if why_off:
             forced_off[lp.name] = why_off
@@ -179,7 +182,10 @@ def decide(
         grant = grants.get(name, 0.0)
         forced = demand.forced_w > 0
         planned = forced and lp.mode in (Mode.PLAN, Mode.NOW)
-        g = gate(st, grant > 0, lp.contactor, now, immediate=forced)
+        # a planned block that just ended stops at once: no surplus delay for planned energy
+        g = gate(
+            st, grant > 0, lp.contactor, now, immediate=forced or _block_ended(plan, name, slot)
+        )
         starting = g.on and not st.on
         # a starting charger picks its phases freely (no switch under load, no extra start)
         phases, picked, phase_note = choose_phases(
@@ -199,6 +205,8 @@ def decide(
             else lp.charger.min_current_a
         )
         was_on = lp_states[name].on
+        if planned and g.on and lp.mode == Mode.PLAN:
+            st = replace(st, trips=replace(st.trips, topped_up=True))
         cmd, st, budget_note = _commands(
             lp, st, was_on, g.on, amps, phases, grant, allowance, now, view
         )
@@ -217,7 +225,7 @@ def decide(
 def _renew_plan(
     snapshot: SiteSnapshot,
     settings: SiteSettings,
-    plan: Plan | None,
+    state: ControlState,
     grid_fresh: bool,
     now: datetime,
 ) -> tuple[Plan | None, str]:
@@ -227,12 +235,14 @@ def _renew_plan(
     )
     if rates is None or len(rates) == 0 or not wanted:
         return None, ""
+    plan = state.plan
     if not grid_fresh:
         return plan, ""  # never plan from stale readings; keep what we had
     why = stale_plan(plan, snapshot, settings, rates, now)
     if why is None:
         return plan, ""
-    return make_plan(snapshot, settings, rates, now), why
+    trips = {name: st.trips for name, st in state.loadpoints.items()}
+    return make_plan(snapshot, settings, rates, now, trips=trips), why
 
 
 def _battery_mode(
@@ -268,6 +278,11 @@ def _battery_mode(
     if deficit > 200.0 and discharge < 0.5 * min(deficit, battery.max_discharge_w):
         return BatteryMode.HOLD, 0.0, "holding its charge for dearer hours"
     return BatteryMode.NORMAL, 0.0, "self-consumption"
+
+
+def _block_ended(plan: Plan | None, name: str, slot: int | None) -> bool:
+    block = plan.ev_grid_w.get(name) if plan is not None else None
+    return block is not None and slot is not None and slot > 0 and block[slot - 1] > 0
 
 
 def _battery_feeds_cars_wh(plan: Plan) -> float:
