@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from surplus.control.settings import (
     parse_settings,
 )
 from surplus.control.state import Plan
-from surplus.control.surplus import _plan_charges
+from surplus.control.surplus import _block_near, _plan_charges
 from surplus.domain.errors import ConfigError
 from surplus.domain.readings import (
     BatteryState,
@@ -568,3 +569,20 @@ def test_a_solar_run_needs_the_plan_and_enough_energy(
     assert _plan_charges(_plan_with_car(ev_w), lp, 0, 1380.0) is expected
     # without a plan for the car (solar mode), the plan has no say
     assert _plan_charges(None, lp, 0, 1380.0) is True
+
+
+@pytest.mark.parametrize(
+    ("slot", "expected"),
+    [
+        pytest.param(4, True, id="inside-the-block"),
+        pytest.param(8, True, id="first-slot-after-it"),
+        pytest.param(9, False, id="later"),
+        pytest.param(0, False, id="at-the-start-of-the-plan"),
+    ],
+)
+def test_no_surplus_delay_in_or_just_after_a_planned_block(slot: int, expected: bool) -> None:
+    block = np.zeros(N)
+    block[2:8] = 11_040.0
+    plan = replace(_plan_with_car(np.zeros(N)), ev_grid_w={"lp": block})
+    assert _block_near(plan, "lp", slot) is expected
+    assert _block_near(None, "lp", slot) is False
