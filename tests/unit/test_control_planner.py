@@ -22,8 +22,8 @@ from surplus.control.settings import (
     SiteSettings,
     parse_settings,
 )
-from surplus.control.state import Plan
-from surplus.control.surplus import _block_near, _plan_charges
+from surplus.control.state import BatteryMode, Plan
+from surplus.control.surplus import _battery_mode, _block_near, _plan_charges
 from surplus.domain.errors import ConfigError
 from surplus.domain.readings import (
     BatteryState,
@@ -586,3 +586,60 @@ def test_no_surplus_delay_in_or_just_after_a_planned_block(slot: int, expected: 
     plan = replace(_plan_with_car(np.zeros(N)), ev_grid_w={"lp": block})
     assert _block_near(plan, "lp", slot) is expected
     assert _block_near(None, "lp", slot) is False
+
+
+# --------------------------------------------------------------------------------------
+# the battery mode follows the plan
+# --------------------------------------------------------------------------------------
+
+
+def _battery_plan(
+    *, discharge_w: float = 0.0, car_w: float = 0.0, block_w: float = 0.0, deficit_w: float = 0.0
+) -> Plan:
+    """One-slot-wide features repeated over the day: what the LP planned for slot 0."""
+    full = np.full(N, 1.0)
+    return replace(
+        _plan_with_car(full * car_w),
+        ev_grid_w={"lp": full * block_w},
+        battery_discharge_w=full * discharge_w,
+        deficit_w=full * deficit_w,
+    )
+
+
+BATTERY = BatteryState(60.0, 0.0, 13_500.0, DAY, 5000.0, 5000.0)
+
+
+@pytest.mark.parametrize(
+    ("plan", "mode", "reason"),
+    [
+        pytest.param(
+            _battery_plan(discharge_w=4000.0, car_w=5000.0, block_w=11_040.0, deficit_w=5300.0),
+            BatteryMode.NORMAL,
+            "helping the planned car charge, as planned",
+            id="block-the-plan-feeds-from-the-battery",
+        ),
+        pytest.param(
+            _battery_plan(discharge_w=0.0, car_w=5000.0, block_w=11_040.0, deficit_w=5300.0),
+            BatteryMode.HOLD,
+            "holding its charge for dearer hours",
+            id="block-the-plan-buys-from-the-grid",
+        ),
+        pytest.param(
+            _battery_plan(discharge_w=3000.0, deficit_w=9000.0),
+            BatteryMode.NORMAL,
+            "self-consumption",
+            id="discharging-at-most-of-its-power-is-not-a-hold",
+        ),
+        pytest.param(
+            _battery_plan(discharge_w=1000.0, deficit_w=9000.0),
+            BatteryMode.HOLD,
+            "holding its charge for dearer hours",
+            id="discharging-little-of-a-large-deficit-holds",
+        ),
+    ],
+)
+def test_battery_mode_in_and_out_of_a_cars_block(
+    plan: Plan, mode: BatteryMode, reason: str
+) -> None:
+    got = _battery_mode(plan, 0, BATTERY, SiteSettings(), True)
+    assert (got[0], got[2]) == (mode, reason)
