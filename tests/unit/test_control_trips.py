@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -80,3 +81,13 @@ def test_a_cheap_night_buys_for_tomorrows_trip_too() -> None:
     needed_kwh = (0.81 * 60 - 0.30 * 60) / 0.9  # the goal, with its 1 % margin
     assert abs(bought["none"] - needed_kwh) < 0.1
     assert bought["habits"] > needed_kwh + 8.0
+
+
+def test_one_top_up_per_stay() -> None:
+    """Once a planned charge ran in a stay, later trips are not planned again until the car
+    has been away and back (the flag the engine sets is cleared on return)."""
+    log = replace(watch(8), topped_up=True)
+    now = DAY + timedelta(days=8)
+    assert log.observe(True, 40_000.0, now).topped_up
+    away = log.observe(False, None, now + H)
+    assert away.observe(True, 30_000.0, now + 2 * H).topped_up is False
