@@ -23,7 +23,7 @@ from surplus.control.settings import (
     parse_settings,
 )
 from surplus.control.state import BatteryMode, Plan
-from surplus.control.surplus import _battery_mode, _block_near, _plan_charges
+from surplus.control.surplus import _battery_mode, _block_ended, _plan_charges
 from surplus.domain.errors import ConfigError
 from surplus.domain.readings import (
     BatteryState,
@@ -576,16 +576,17 @@ def test_a_solar_run_needs_the_plan_and_enough_energy(
     [
         pytest.param(4, True, id="inside-the-block"),
         pytest.param(8, True, id="first-slot-after-it"),
+        pytest.param(2, False, id="its-first-slot"),
         pytest.param(9, False, id="later"),
         pytest.param(0, False, id="at-the-start-of-the-plan"),
     ],
 )
-def test_no_surplus_delay_in_or_just_after_a_planned_block(slot: int, expected: bool) -> None:
+def test_no_surplus_delay_once_a_planned_block_ran(slot: int, expected: bool) -> None:
     block = np.zeros(N)
     block[2:8] = 11_040.0
     plan = replace(_plan_with_car(np.zeros(N)), ev_grid_w={"lp": block})
-    assert _block_near(plan, "lp", slot) is expected
-    assert _block_near(None, "lp", slot) is False
+    assert _block_ended(plan, "lp", slot) is expected
+    assert _block_ended(None, "lp", slot) is False
 
 
 # --------------------------------------------------------------------------------------

@@ -182,10 +182,9 @@ def decide(
         grant = grants.get(name, 0.0)
         forced = demand.forced_w > 0
         planned = forced and lp.mode in (Mode.PLAN, Mode.NOW)
-        # in or just after a planned block, no surplus delay: planned energy starts and ends
-        # on time
+        # a planned block that just ended stops at once: no surplus delay for planned energy
         g = gate(
-            st, grant > 0, lp.contactor, now, immediate=forced or _block_near(plan, name, slot)
+            st, grant > 0, lp.contactor, now, immediate=forced or _block_ended(plan, name, slot)
         )
         starting = g.on and not st.on
         # a starting charger picks its phases freely (no switch under load, no extra start)
@@ -281,11 +280,11 @@ def _battery_mode(
     return BatteryMode.NORMAL, 0.0, "self-consumption"
 
 
-def _block_near(plan: Plan | None, name: str, slot: int | None) -> bool:
+def _block_ended(plan: Plan | None, name: str, slot: int | None) -> bool:
     block = plan.ev_grid_w.get(name) if plan is not None else None
     if block is None or slot is None:
         return False
-    return bool(block[slot] > 0 or (slot > 0 and block[slot - 1] > 0))
+    return bool(slot > 0 and block[slot - 1] > 0)
 
 
 def _battery_feeds_cars_wh(plan: Plan) -> float:
