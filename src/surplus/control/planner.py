@@ -1,13 +1,15 @@
 """Planning: what to buy from the grid, and when, to reach each target at least cost.
 
-``make_plan`` builds the site LP (``lp.py``) over the prices known now, from the solar and
-load *forecasts* in the snapshot (never the truth), for the home battery and every car in
-``plan`` mode: it buys only what solar is not expected to cover, in the cheapest slots
-before the deadline, and tells the battery when to hold, charge from the grid or carry the
-house. What lies past the known prices is valued, not planned: energy left in a battery or
-a car is worth what it is expected to save later. ``cheapest_slots`` is the simpler rule
-other products use (full power in the cheapest slots, PV ignored); the benchmark's
-evcc-like baseline uses it.
+``make_plan`` builds the site LP (``lp.py``) from the solar and load *forecasts* in the
+snapshot (never the truth), for the home battery and every car in ``plan`` mode: it buys
+only what solar is not expected to cover, in the cheapest slots before the deadline, and
+tells the battery when to hold, charge from the grid or carry the house. It plans over the
+published prices and on to a car's deadline, or over four days when the car's later trips
+are foreseen from its habits (``trips.py``), with the prices expected past the published
+ones. What lies beyond is valued, not planned: energy left in a battery or a car is worth
+what it is expected to save later. ``cheapest_slots`` is the simpler rule other products
+use (full power in the cheapest slots, PV ignored); the benchmark's evcc-like baseline
+uses it.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def horizon_slots(settings: SiteSettings, rates: Rates, habits: bool) -> int:
     for lp in settings.loadpoints:
         if lp.mode == Mode.PLAN and lp.plan is not None:
             due = int(np.ceil((lp.plan.deadline - rates.start).total_seconds() / SLOT_S))
-            n = max(n, min(cap, cap if habits else due))
+            n = max(n, cap if habits else min(cap, due))
     return n
 
 

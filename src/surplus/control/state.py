@@ -63,7 +63,9 @@ class LoadpointState:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A site plan over the known price horizon, per 15-minute slot from ``start``."""
+    """A site plan per 15-minute slot from ``start``: over the published prices and, for
+    a car's deadline or foreseen trips, the expected ones after them (``rates_end`` is where
+    the published prices end)."""
 
     start: datetime
     made_at: datetime
