@@ -148,10 +148,11 @@ class BatteryPolicy(_Model):
 
 
 class PlannerSettings(_Model):
-    """Site-wide planning over the known price horizon."""
+    """Site-wide planning: over the published prices, and on to a car's deadline or its
+    foreseen trips."""
 
-    # a car's deadline past the published prices is planned for up to this far ahead, with
-    # the expected prices and forecast solar
+    # a car's deadline (or its foreseen trips) past the published prices is planned for up
+    # to this far ahead, with the expected prices and forecast solar
     horizon_s: Annotated[float, Field(gt=0)] = 4 * 86_400.0
     replan_interval_s: Annotated[float, Field(gt=0)] = 3 * 3600.0
     replan_deviation_wh: Annotated[float, Field(gt=0)] = 2000.0
