@@ -29,6 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from surplus.bench.sources import nl_prices_csv
+from surplus.bench.timestamps import epoch_ns
 from surplus.domain.errors import DataFileError
 
 __all__ = ["PriceSeries", "nl_day_ahead", "on_grid", "read_price_csv"]
@@ -36,14 +37,6 @@ __all__ = ["PriceSeries", "nl_day_ahead", "on_grid", "read_price_csv"]
 _NS_PER_S = 1_000_000_000
 _MAX_GAP_S = 24 * 3600
 _NL_COLUMNS = ("Datetime (UTC)", "Price (EUR/MWhe)")
-
-
-def _ns(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
-    """Nanoseconds since the epoch (UTC if tz-aware, wall clock if naive)."""
-    values: npt.NDArray[np.int64] = (
-        index.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
-    )
-    return values
 
 
 @dataclass(frozen=True)
@@ -371,10 +364,10 @@ def on_grid(prices: PriceSeries, index: pd.DatetimeIndex) -> npt.NDArray[np.floa
         raise ValueError("on_grid needs a tz-aware index")
     series = prices.eur_per_mwh
     price_index = pd.DatetimeIndex(series.index)
-    price_ns = _ns(price_index)
+    price_ns = epoch_ns(price_index)
     price_values = series.to_numpy(dtype=np.float64)
     step_ns = int(price_ns[1] - price_ns[0]) if price_ns.size > 1 else 3600 * _NS_PER_S
-    target_ns = _ns(index)
+    target_ns = epoch_ns(index)
     slot = np.floor_divide(target_ns - price_ns[0], step_ns)
     result = np.full(target_ns.size, np.nan)
     inside = (slot >= 0) & (slot < price_ns.size)

@@ -44,6 +44,7 @@ import pandas as pd
 import pvlib
 
 from surplus.bench.sources import pvlib_test_file
+from surplus.bench.timestamps import epoch_ns
 from surplus.domain.errors import DataFileError
 
 __all__ = [
@@ -74,14 +75,6 @@ _ALBEDO = 0.2
 _TEMP_PARAMS = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_polymer"]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _ns(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
-    """Nanoseconds since the epoch (UTC if tz-aware, wall clock if naive)."""
-    values: npt.NDArray[np.int64] = (
-        index.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
-    )
-    return values
 
 
 @dataclass(frozen=True)
@@ -503,8 +496,8 @@ def _hourly_from_instants(frame: pd.DataFrame, local: pd.DatetimeIndex) -> pd.Da
     Only hours that hold a sample are returned (a typical year joins months of different
     years; nothing is made up for the years between).
     """
-    order = np.argsort(_ns(local), kind="stable")
-    t = _ns(local)[order]
+    order = np.argsort(epoch_ns(local), kind="stable")
+    t = epoch_ns(local)[order]
     starts = np.unique(t - t % _HOUR_NS)
     hours = pd.DatetimeIndex(starts.astype("datetime64[ns]"))
     fine = starts[:, None] + np.arange(12, dtype=np.int64)[None, :] * (_HOUR_NS // 12)
@@ -585,7 +578,9 @@ def solar_noon_offset_minutes(weather: pd.DataFrame, site: Site) -> float:
     sun. A file misread by an hour shows up as ±60.
     """
     index = pd.DatetimeIndex(weather.index)
-    fine = (_ns(index)[:, None] + np.arange(6, dtype=np.int64)[None, :] * (_HOUR_NS // 6)).ravel()
+    fine = (
+        epoch_ns(index)[:, None] + np.arange(6, dtype=np.int64)[None, :] * (_HOUR_NS // 6)
+    ).ravel()
     fine = fine + _HOUR_NS // 12
     times = pd.DatetimeIndex(pd.to_datetime(fine, utc=True))
     location = pvlib.location.Location(site.latitude, site.longitude, "UTC", site.altitude_m)
@@ -593,8 +588,8 @@ def solar_noon_offset_minutes(weather: pd.DataFrame, site: Site) -> float:
     clear_hourly = clear.reshape(len(index), 6).mean(axis=1)
     ghi = weather["ghi"].to_numpy(dtype=float)
     local = index.tz_localize(None)
-    day = _ns(local.normalize())
-    hour_mid = (_ns(local) - day) / 60e9 + 30.0  # minutes after local midnight
+    day = epoch_ns(local.normalize())
+    hour_mid = (epoch_ns(local) - day) / 60e9 + 30.0  # minutes after local midnight
     offsets: list[float] = []
     for start in np.unique(day):
         rows = day == start
@@ -783,8 +778,8 @@ def pv_on_year(
         azimuth_deg,
     )
     step_middles = targets + delta / 2
-    x = _ns(step_middles).astype(float)
-    xp = _ns(middles).astype(float)
+    x = epoch_ns(step_middles).astype(float)
+    xp = epoch_ns(middles).astype(float)
     pv = np.clip(np.interp(x, xp, hourly_w), 0.0, None)
     temp = np.interp(x, xp, column("temp_air"))
     wind = np.interp(x, xp, column("wind_speed"))
