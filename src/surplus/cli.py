@@ -79,6 +79,13 @@ def bench(
     plot_out: Annotated[
         Path | None, typer.Option("--plot", help="Draw a PNG comparing the strategies.")
     ] = None,
+    forecast: Annotated[
+        str,
+        typer.Option(
+            help="The solar forecast surplus plans with: weather (an emulated weather-service "
+            "forecast, with the errors of one) or persistence (made from the past only).",
+        ),
+    ] = "weather",
     jobs: Annotated[
         int, typer.Option(min=1, help="Replays run in parallel (default: 2, one per core).")
     ] = 2,
@@ -86,6 +93,7 @@ def bench(
     """Replay real data through surplus's controller, the baselines and the LP optimum."""
     from surplus.bench import report, runner, strategies, tracks
     from surplus.sim.patterns import PATTERNS
+    from surplus.sim.world import FORECASTS
 
     names = track or list(tracks.TRACKS)
     chosen = strategy or list(strategies.STRATEGIES)
@@ -101,12 +109,20 @@ def bench(
                 raise typer.BadParameter(f"unknown strategy {s!r}", param_hint="--strategy")
         if "naive" not in chosen:
             chosen.append("naive")  # cost-gap closure is measured from it
+        if forecast not in FORECASTS:
+            raise typer.BadParameter(
+                f"unknown forecast {forecast!r}; choose one of {', '.join(FORECASTS)}",
+                param_hint="--forecast",
+            )
         for path, flag in ((weather, "--weather"), (prices, "--prices")):
             if path is not None and not path.is_file():
                 raise SurplusError(f"{flag} {path}: no such file")
         started = time.perf_counter()
         with console.status("reading weather, prices and load..."):
-            built = [tracks.build(n, weather=weather, prices=prices, days=days) for n in names]
+            built = [
+                tracks.build(n, weather=weather, prices=prices, days=days, forecast=forecast)
+                for n in names
+            ]
         plan = {t.name: tuple(pattern) if pattern else t.patterns for t in built}
         total = sum(len(plan[t.name]) * (len(chosen) + 1) for t in built)
         with Progress(

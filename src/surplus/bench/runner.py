@@ -40,6 +40,7 @@ def make_world(track: Track, pattern: str) -> World:
         ev=ElectricVehicle(),
         battery=HomeBattery(),
         target_soc_pct=80.0 if track.use_targets else 0.0,
+        forecast=track.forecast,
     )
 
 

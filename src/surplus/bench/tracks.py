@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,6 +53,7 @@ class Track:
     fixed_export_eur_per_kwh: float = 0.08
     formula: PriceFormula = field(default_factory=PriceFormula)
     notes: str = ""
+    forecast: str = "weather"  # the solar forecast surplus plans with (``sim.forecast``)
 
     @property
     def n(self) -> int:
@@ -90,8 +91,10 @@ def build(
     weather: Path | None = None,
     prices: Path | None = None,
     days: int | None = None,
+    forecast: str = "weather",
 ) -> Track:
-    """Build track ``name``, optionally on another weather file or price file."""
+    """Build track ``name``, optionally on another weather file or price file, with the
+    ``weather`` (emulated weather service) or ``persistence`` (past-only) solar forecast."""
     if name not in TRACKS:
         raise ValueError(f"unknown track {name!r}; choose one of {', '.join(TRACKS)}")
     price_series = read_price_csv(prices) if prices is not None else None
@@ -141,6 +144,7 @@ def build(
             use_targets=False,
             spot_eur_per_kwh=_spot_slots(price_series, index) if price_series else None,
         )
+    track = replace(track, forecast=forecast)
     return shorten(track, days) if days else track
 
 
@@ -156,18 +160,10 @@ def shorten(track: Track, days: int) -> Track:
     n = min(track.n, days * 86_400 // track.step_s)
     slots = (n * track.step_s + SLOT_S - 1) // SLOT_S + 2 * 96
     spot = track.spot_eur_per_kwh
-    return Track(
-        name=track.name,
-        start=track.start,
-        step_s=track.step_s,
+    return replace(
+        track,
         pv_w=track.pv_w[:n],
         clear_sky_w=track.clear_sky_w[:n],
         load_w=track.load_w[:n],
-        tz=track.tz,
-        patterns=track.patterns,
-        use_targets=track.use_targets,
         spot_eur_per_kwh=spot[:slots] if spot is not None else None,
-        fixed_import_eur_per_kwh=track.fixed_import_eur_per_kwh,
-        fixed_export_eur_per_kwh=track.fixed_export_eur_per_kwh,
-        formula=track.formula,
     )

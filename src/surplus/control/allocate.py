@@ -23,7 +23,8 @@ class Demand:
     min_w: float  # the least it can run at
     max_w: float  # the most it can take
     forced_w: float = 0.0  # must get this much whatever the surplus
-    running: bool = False  # already charging: may lean on the battery allowance
+    running: bool = False  # already charging (or may start on battery): served first
+    lean_w: float = float("inf")  # the most of the battery allowance it may lean on, if running
 
 
 def allocate(
@@ -53,7 +54,7 @@ def allocate(
         for d in group:
             if grant[d.name] > 0 or d.min_w > budget:
                 continue
-            lean = allowance_w if d.running else 0.0
+            lean = min(allowance_w, d.lean_w) if d.running else 0.0
             if remaining + lean >= d.min_w:
                 grant[d.name] = d.min_w
                 from_battery = max(0.0, d.min_w - max(remaining, 0.0))

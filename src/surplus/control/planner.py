@@ -26,11 +26,12 @@ from surplus.control.settings import LoadpointSettings, Mode, PlannerSettings, S
 from surplus.control.state import Plan
 from surplus.control.trips import Trip, TripLog
 from surplus.domain.errors import SurplusError
-from surplus.domain.readings import BatteryState, SiteSnapshot
+from surplus.domain.readings import BatteryState, ChargerStatus, SiteSnapshot
 from surplus.domain.tariff import SLOT, SLOT_S, SLOTS_PER_DAY, Rates
 
 F64 = NDArray[np.float64]
 MIN_BLOCK_WH = 8000.0
+RUNNING_SLACK = 0.02
 
 
 def max_power_w(lp: LoadpointSettings, voltage_v: float) -> float:
@@ -285,12 +286,20 @@ def _plan(
         max_import_w=settings.site_max_current_a * voltage_v * 3,
     )
     result = solve(site)
-    ev_sum = sum((w for w in result.ev_w.values()), np.zeros(n))
     solar = np.maximum(pv - load, 0.0)
     grid_blocks = {
-        ev.name: _block(result.ev_w[ev.name], solar, rates.import_eur_per_kwh, ev, due, habits)
+        ev.name: _block(
+            result.ev_w[ev.name],
+            solar,
+            rates.import_eur_per_kwh,
+            ev,
+            due,
+            habits,
+            running=_charging(snapshot, ev.name),
+        )
         for ev, due, habits in cars
     }
+    ev_sum = sum((w for w in result.ev_w.values()), np.zeros(n))
     return Plan(
         start=rates.start,
         made_at=now,
@@ -316,11 +325,25 @@ def _plan(
     )
 
 
-def _block(ev_w: F64, solar_w: F64, prices: F64, ev: EvModel, due: int, habits: bool) -> F64:
+def _charging(snapshot: SiteSnapshot, name: str) -> bool:
+    view = snapshot.loadpoints.get(name)
+    return view is not None and view.charger.status == ChargerStatus.CHARGING
+
+
+def _block(
+    ev_w: F64,
+    solar_w: F64,
+    prices: F64,
+    ev: EvModel,
+    due: int,
+    habits: bool,
+    running: bool = False,
+) -> F64:
     """The LP's non-solar energy for a car before its departure (slot ``due``) as one
     block at full power, in the cheapest contiguous window where the LP charged at all (a
     contactor is spared the LP's scattered slots, and the price is nearly the same: night
-    prices move slowly).
+    prices move slowly). A car charging now goes on at once when that costs at most
+    ``RUNNING_SLACK`` more than the cheapest window: a stop and a restart cost a start.
     """
     dt_h = SLOT_S / 3600.0
     beyond = np.maximum(ev_w - solar_w, 0.0)
@@ -350,6 +373,14 @@ def _block(ev_w: F64, solar_w: F64, prices: F64, ev: EvModel, due: int, habits: 
         cost = float(prices[window].sum())
         if cost <= best_cost:  # ties go to the later window
             best, best_cost = start, cost
+    now = slice(0, length)
+    if (
+        running
+        and length <= len(ev_w)
+        and usable[now].all()
+        and float(prices[now].sum()) <= best_cost * (1.0 + RUNNING_SLACK)
+    ):
+        best = 0
     out[best : best + length] = power
     out[best + length - 1] = energy / dt_h - power * (length - 1)
     return out

@@ -50,6 +50,7 @@ from surplus.domain.tariff import SLOT_S
 
 _CONNECTED = (ChargerStatus.CONNECTED, ChargerStatus.CHARGING)
 RUN_SLOTS = 16  # a solar run is judged by what the plan gives the car over 4 hours
+SOLAR_RUN_LEAN = 0.5  # a planned solar run may lean on the battery for this much of its minimum
 
 
 def _age(reading: object, now: datetime) -> float | None:
@@ -111,17 +112,18 @@ def decide(
     grid_w = snapshot.grid.power_w if snapshot.grid is not None else 0.0
     battery_w = battery.power_w if battery is not None else 0.0
     available = ev_w - grid_w - battery_w - settings.residual_w
-    allowance, start_on_battery = 0.0, False
+    # what the battery may lend the cars: all of it to a started charge above the buffer
+    # SoC; below it only a planned solar run's shortfall (``_demand``)
+    allowance, buffer_ok, start_on_battery = 0.0, False, False
     if battery is not None:
         charging_from_solar = battery_mode in (BatteryMode.NORMAL, BatteryMode.HOLD)
         if battery.soc_pct < settings.battery.priority_soc_pct and charging_from_solar:
             available -= battery.max_charge_w
-        elif (
-            battery_mode == BatteryMode.NORMAL
-            and battery.soc_pct >= settings.battery.buffer_soc_pct
-        ):
+        elif battery_mode == BatteryMode.NORMAL:
             allowance = min(settings.battery.max_battery_to_ev_w, battery.max_discharge_w)
-            start_on_battery = battery.soc_pct >= settings.battery.buffer_start_soc_pct
+            soc, policy = battery.soc_pct, settings.battery
+            buffer_ok = soc >= policy.buffer_soc_pct
+            start_on_battery = buffer_ok and soc >= policy.buffer_start_soc_pct
     home_w = snapshot.home_w() or 0.0
     pv_w = snapshot.pv.power_w if snapshot.pv is not None else 0.0
     volts_site = 230.0
@@ -157,7 +159,7 @@ def decide(
             forced_off[lp.name] = why_off
             continue
         demands.append(
-            _demand(snapshot, lp, view, lp_states[lp.name], plan, slot, start_on_battery)
+            _demand(snapshot, lp, view, lp_states[lp.name], plan, slot, buffer_ok, start_on_battery)
         )
 
     grants = allocate(available, demands, cap_w=cap_w, allowance_w=allowance)
@@ -207,9 +209,8 @@ def decide(
         was_on = lp_states[name].on
         if planned and g.on and lp.mode == Mode.PLAN:
             st = replace(st, trips=replace(st.trips, topped_up=True))
-        cmd, st, budget_note = _commands(
-            lp, st, was_on, g.on, amps, phases, grant, allowance, now, view
-        )
+        lean = min(allowance, demand.lean_w) if demand.running else 0.0
+        cmd, st, budget_note = _commands(lp, st, was_on, g.on, amps, phases, grant, lean, now, view)
         commands.extend(cmd)
         lp_states[name] = st
         reasons[name] = _reason(
@@ -332,6 +333,18 @@ def _plan_charges(plan: Plan | None, lp: LoadpointSettings, slot: int | None, mi
     )
 
 
+def _solar_run(plan: Plan | None, lp: LoadpointSettings, slot: int | None, min_w: float) -> bool:
+    """Does the plan give the car so much sun over the next hour that it may run at its
+    minimum, the home battery filling in what the sun lacks? (The plan routes that sun to
+    the car, not the battery; the LP charges at any power, a charger not below its
+    minimum.)"""
+    if lp.mode != Mode.PLAN or plan is None or slot is None or lp.name not in plan.ev_w:
+        return False
+    window = slice(slot, slot + RUN_SLOTS)
+    ahead = np.minimum(plan.ev_w[lp.name][window], plan.solar_w[window])
+    return float(ahead.sum()) * SLOT_S / 3600.0 >= lp.min_solar_run_wh
+
+
 def _demand(
     snapshot: SiteSnapshot,
     lp: LoadpointSettings,
@@ -339,6 +352,7 @@ def _demand(
     st: LoadpointState,
     plan: Plan | None,
     slot: int | None,
+    buffer_ok: bool,
     start_on_battery: bool,
 ) -> Demand:
     cfg = lp.charger
@@ -352,9 +366,11 @@ def _demand(
     # sun that replaces energy still to be bought is worth a start at once; other sun
     # must last, and go to the car when the plan finds it worth more there than exported
     to_buy = block is not None and slot is not None and float(block[slot:].sum()) > 0
+    run = _solar_run(plan, lp, slot, min_w) or (to_buy and lp.mode == Mode.PLAN)
     if (
         not st.on
         and not to_buy
+        and not run
         and not (_plan_charges(plan, lp, slot, min_w) and _solar_will_last(snapshot, lp, min_w))
     ):
         start_w = max_w + 1.0  # nothing idle can start on surplus now
@@ -377,7 +393,12 @@ def _demand(
         min_w=start_w,
         max_w=max_w,
         forced_w=forced,
-        running=st.on or start_on_battery,
+        running=st.on or start_on_battery or run,
+        lean_w=float("inf")
+        if buffer_ok and (st.on or start_on_battery)
+        else SOLAR_RUN_LEAN * min_w
+        if run
+        else 0.0,
     )
 
 

@@ -28,7 +28,7 @@ from surplus.domain.readings import (
 )
 from surplus.domain.tariff import Rates
 from surplus.sim.devices import ElectricVehicle, HomeBattery
-from surplus.sim.forecast import Forecaster
+from surplus.sim.forecast import Forecaster, WeatherForecaster
 from surplus.sim.patterns import Trip
 
 F64 = NDArray[np.float64]
@@ -59,6 +59,9 @@ class Counts:
     starts_by_day: dict[int, int] = field(default_factory=dict)
 
 
+FORECASTS = ("weather", "persistence")  # see ``sim.forecast``
+
+
 class World:
     """One replay of a site over a track and a plug-in pattern."""
 
@@ -78,6 +81,7 @@ class World:
         target_soc_pct: float = 80.0,
         volts: float = 230.0,
         phases: int = 3,
+        forecast: str = "weather",
     ) -> None:
         self.start = start
         self.step_s = step_s
@@ -91,7 +95,10 @@ class World:
         self.battery = battery
         self.target_soc_pct = target_soc_pct
         self.volts = volts
-        self.forecaster = Forecaster(start, step_s, pv_w, clear_sky_w, load_w)
+        if forecast not in FORECASTS:
+            raise ValueError(f"unknown forecast {forecast!r}; choose one of {', '.join(FORECASTS)}")
+        kind = WeatherForecaster if forecast == "weather" else Forecaster
+        self.forecaster = kind(start, step_s, pv_w, clear_sky_w, load_w)
         self.plugged = np.ones(self.n, dtype=bool)
         self.drain = np.zeros(self.n)
         for trip in trips:
