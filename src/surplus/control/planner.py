@@ -22,12 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from surplus.control.lp import BatteryModel, EvModel, SiteLp, solve
+from surplus.control.prices import PriceMemory, expected_rates
 from surplus.control.settings import LoadpointSettings, Mode, PlannerSettings, SiteSettings
 from surplus.control.state import Plan
 from surplus.control.trips import Trip, TripLog
 from surplus.domain.errors import SurplusError
 from surplus.domain.readings import BatteryState, ChargerStatus, SiteSnapshot
-from surplus.domain.tariff import SLOT, SLOT_S, SLOTS_PER_DAY, Rates
+from surplus.domain.tariff import SLOT, SLOT_S, Rates
 
 F64 = NDArray[np.float64]
 MIN_BLOCK_WH = 8000.0
@@ -179,26 +180,6 @@ def _ev_model(
     return ev, min(deadline_slot, n), habits
 
 
-def expected_rates(rates: Rates, slots: int) -> Rates:
-    """``rates`` stretched to ``slots`` slots: past the published prices, each slot is
-    expected to cost what the same time of day cost on the last published day (prices
-    repeat by the day far better than they stay flat); only what is known is looked at.
-    """
-    n = len(rates)
-    if slots <= n or n == 0:
-        return rates
-    k = np.arange(n, slots)
-    days_back = (k - n) // SLOTS_PER_DAY + 1
-    src = k - days_back * SLOTS_PER_DAY
-    known = src >= 0
-    out = []
-    for prices in (rates.import_eur_per_kwh, rates.export_eur_per_kwh):
-        tail = np.full(len(k), float(np.mean(prices)))
-        tail[known] = prices[src[known]]
-        out.append(np.concatenate([prices, tail]))
-    return Rates(rates.start, out[0], out[1])
-
-
 def horizon_slots(settings: SiteSettings, rates: Rates, habits: bool) -> int:
     """How far to plan: the published prices, and on to the latest planned deadline (within
     the planner's horizon), so that solar expected before a deadline is counted on; the
@@ -220,6 +201,7 @@ def make_plan(
     now: datetime,
     voltage_v: float = 230.0,
     trips: Mapping[str, TripLog] | None = None,
+    prices: PriceMemory | None = None,
 ) -> Plan:
     """Plan the site from the snapshot's forecast and state, over the published prices
     ``known`` and, up to a car's deadline (or the horizon, when its later trips are
@@ -233,11 +215,11 @@ def make_plan(
         if trips and (log := trips.get(lp.name)) is not None and not log.topped_up
     }
     try:
-        return _plan(snapshot, settings, known, now, voltage_v, expected)
+        return _plan(snapshot, settings, known, now, voltage_v, expected, prices)
     except SurplusError:
         # foreseen trips a car cannot make (say, a drain the soft targets leave uncovered):
         # plan without them
-        return _plan(snapshot, settings, known, now, voltage_v, {})
+        return _plan(snapshot, settings, known, now, voltage_v, {}, prices)
 
 
 def _plan(
@@ -247,9 +229,10 @@ def _plan(
     now: datetime,
     voltage_v: float,
     expected: dict[str, list[Trip]],
+    prices: PriceMemory | None,
 ) -> Plan:
     habits = any(expected.values())
-    rates = expected_rates(known, horizon_slots(settings, known, habits))
+    rates = expected_rates(known, horizon_slots(settings, known, habits), prices)
     n = len(rates)
     forecast = snapshot.forecast
     if forecast is not None:

@@ -138,7 +138,7 @@ class BatteryPolicy(_Model):
     """How the home battery and the cars share the surplus."""
 
     priority_soc_pct: Pct = 10.0  # below: the battery charges first
-    buffer_soc_pct: Pct = 50.0  # above: the battery may carry a started charge
+    buffer_soc_pct: Pct = 30.0  # above: the battery may carry a started charge
     buffer_start_soc_pct: Pct = 100.0  # above: a charge may start on battery power
     max_battery_to_ev_w: NonNeg = 2500.0
     controllable: bool = True  # may the engine hold it or charge it from the grid

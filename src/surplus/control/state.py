@@ -10,6 +10,7 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from surplus.control.prices import PriceMemory
 from surplus.control.trips import TripLog
 
 
@@ -20,6 +21,7 @@ class BatteryMode(StrEnum):
     HOLD = "hold"  # no discharge; still charges from solar surplus
     CHARGE = "charge"  # charge from the grid at ``power_w``
     IDLE = "idle"  # neither: leave room to store solar later, when export pays less
+    DISCHARGE = "discharge"  # discharge at ``power_w``, exporting what the house does not use
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class ControlState:
     plan: Plan | None = None
     battery_mode: BatteryMode = BatteryMode.NORMAL
     battery_power_w: float = 0.0
+    prices: PriceMemory = field(default_factory=PriceMemory)  # the usual prices
 
 
 @dataclass(frozen=True, slots=True)

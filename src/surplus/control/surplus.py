@@ -21,6 +21,7 @@ import numpy as np
 from surplus.control.allocate import Demand, allocate
 from surplus.control.hysteresis import gate, stopped
 from surplus.control.planner import make_plan, slot_of, stale_plan, vehicle_energy_wh
+from surplus.control.prices import PriceMemory
 from surplus.control.setpoint import (
     choose_phases,
     current_a,
@@ -79,7 +80,8 @@ def decide(
         else None
     )
 
-    plan, plan_note = _renew_plan(snapshot, settings, state, grid_fresh, now)
+    prices = state.prices.fold(snapshot.rates) if snapshot.rates is not None else state.prices
+    plan, plan_note = _renew_plan(snapshot, settings, state, grid_fresh, now, prices)
     slot = slot_of(plan, now) if plan is not None else None
 
     # --- the battery follows the plan -------------------------------------------------
@@ -218,7 +220,11 @@ def decide(
         )
 
     new_state = ControlState(
-        loadpoints=lp_states, plan=plan, battery_mode=battery_mode, battery_power_w=battery_power
+        loadpoints=lp_states,
+        plan=plan,
+        battery_mode=battery_mode,
+        battery_power_w=battery_power,
+        prices=prices,
     )
     return Decision(tuple(commands), new_state, reasons)
 
@@ -229,6 +235,7 @@ def _renew_plan(
     state: ControlState,
     grid_fresh: bool,
     now: datetime,
+    prices: PriceMemory,
 ) -> tuple[Plan | None, str]:
     rates = snapshot.rates
     wanted = any(lp.mode == Mode.PLAN for lp in settings.loadpoints) or (
@@ -243,7 +250,7 @@ def _renew_plan(
     if why is None:
         return plan, ""
     trips = {name: st.trips for name, st in state.loadpoints.items()}
-    return make_plan(snapshot, settings, rates, now, trips=trips), why
+    return make_plan(snapshot, settings, rates, now, trips=trips, prices=prices), why
 
 
 def _battery_mode(
@@ -268,6 +275,12 @@ def _battery_mode(
             BatteryMode.CHARGE,
             round(charge, -2),
             f"charging from the grid at {_kw(charge)} for dearer hours",
+        )
+    if discharge > max(deficit, 0.0) + 500.0:
+        return (
+            BatteryMode.DISCHARGE,
+            round(discharge, -2),
+            f"discharging at {_kw(discharge)}: selling to the grid pays now",
         )
     in_block = any(block[slot] > 0 for block in plan.ev_grid_w.values())
     if in_block and _battery_feeds_cars_wh(plan) > 500.0:

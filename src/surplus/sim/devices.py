@@ -12,7 +12,8 @@ class HomeBattery:
     """A home battery (defaults: a Powerwall 2) that behaves like one.
 
     In ``normal`` mode it covers any deficit and stores any surplus (self-consumption); in
-    ``hold`` it does not discharge; in ``charge`` it also charges from the grid.
+    ``hold`` it does not discharge; in ``charge`` it also charges from the grid; in
+    ``discharge`` it gives at least the power asked, exporting what the house does not use.
     """
 
     capacity_wh: float = 13_500.0
@@ -38,6 +39,8 @@ class HomeBattery:
             return 0.0
         if mode == BatteryMode.CHARGE:
             return -min(max(power_w, -deficit_w, 0.0), charge_cap)
+        if mode == BatteryMode.DISCHARGE:
+            return min(max(power_w, deficit_w), self.max_discharge_w, avail_w)
         if deficit_w > 0:
             if mode == BatteryMode.HOLD:
                 return 0.0
