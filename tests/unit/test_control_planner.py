@@ -11,7 +11,7 @@ import pytest
 from numpy.typing import NDArray
 
 from surplus.control.lp import BatteryModel, EvModel, SiteLp, solve
-from surplus.control.planner import cheapest_slots, make_plan
+from surplus.control.planner import _block, cheapest_slots, make_plan
 from surplus.control.settings import (
     BatteryPolicy,
     ChargerSettings,
@@ -23,7 +23,7 @@ from surplus.control.settings import (
     parse_settings,
 )
 from surplus.control.state import BatteryMode, Plan
-from surplus.control.surplus import _battery_mode, _block_ended, _plan_charges
+from surplus.control.surplus import _battery_mode, _block_ended, _plan_charges, _solar_run
 from surplus.domain.errors import ConfigError
 from surplus.domain.readings import (
     BatteryState,
@@ -572,6 +572,57 @@ def test_a_solar_run_needs_the_plan_and_enough_energy(
 
 
 @pytest.mark.parametrize(
+    ("slots", "power_w", "solar_w", "mode", "expected"),
+    [
+        pytest.param(16, 1000.0, 2000.0, Mode.PLAN, True, id="4-kWh-of-sun-in-4-hours"),
+        pytest.param(16, 900.0, 2000.0, Mode.PLAN, False, id="3.6-kWh-is-too-little"),
+        pytest.param(16, 3000.0, 800.0, Mode.PLAN, False, id="only-sun-counts-not-grid"),
+        pytest.param(8, 3000.0, 3000.0, Mode.PLAN, True, id="6-kWh-in-2-hours"),
+        pytest.param(16, 1000.0, 2000.0, Mode.SOLAR, False, id="plan-mode-only"),
+    ],
+)
+def test_a_planned_solar_run_counts_the_plans_sun_for_the_car(
+    slots: int, power_w: float, solar_w: float, mode: Mode, expected: bool
+) -> None:
+    ev_w = np.zeros(N)
+    ev_w[:slots] = power_w
+    plan = replace(_plan_with_car(ev_w), solar_w=np.full(N, solar_w))
+    lp = LoadpointSettings(name="lp", mode=mode, min_solar_run_wh=4000.0)
+    assert _solar_run(plan, lp, 0, 1380.0) is expected
+    assert _solar_run(None, lp, 0, 1380.0) is False
+
+
+@pytest.mark.parametrize(
+    ("running", "now_price", "expected_first"),
+    [
+        pytest.param(False, 0.20, 10, id="idle-waits-for-the-cheapest-window"),
+        pytest.param(True, 0.20, 0, id="charging-goes-on-when-hardly-dearer"),
+        pytest.param(True, 0.25, 10, id="charging-stops-when-much-dearer"),
+    ],
+)
+def test_a_charging_car_keeps_its_block_when_that_costs_little_more(
+    running: bool, now_price: float, expected_first: int
+) -> None:
+    prices = np.full(N, 0.30)
+    prices[0:4] = now_price
+    prices[10:12] = 0.198
+    ev_w = np.zeros(N)
+    ev_w[[0, 10, 12]] = 4000.0  # the LP charged in both windows
+    ev = EvModel(
+        "lp",
+        np.full(N, 11_040.0),
+        30_000.0,
+        60_000.0,
+        drain_wh=np.zeros(N),
+        required_wh=np.zeros(N),
+        terminal_split_wh=60_000.0,
+    )
+    block = _block(ev_w, np.zeros(N), prices, ev, N, False, running=running)
+    assert float(block.sum()) * 0.25 == pytest.approx(3000.0)
+    assert int(np.flatnonzero(block)[0]) == expected_first
+
+
+@pytest.mark.parametrize(
     ("slot", "expected"),
     [
         pytest.param(4, True, id="inside-the-block"),
@@ -636,6 +687,18 @@ BATTERY = BatteryState(60.0, 0.0, 13_500.0, DAY, 5000.0, 5000.0)
             BatteryMode.HOLD,
             "holding its charge for dearer hours",
             id="discharging-little-of-a-large-deficit-holds",
+        ),
+        pytest.param(
+            _battery_plan(discharge_w=4000.0, deficit_w=500.0),
+            BatteryMode.DISCHARGE,
+            "discharging at 4.0 kW: selling to the grid pays now",
+            id="discharging-beyond-the-house-sells",
+        ),
+        pytest.param(
+            _battery_plan(discharge_w=800.0, deficit_w=500.0),
+            BatteryMode.NORMAL,
+            "self-consumption",
+            id="a-little-beyond-the-house-is-self-consumption",
         ),
     ],
 )

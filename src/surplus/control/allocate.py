@@ -57,9 +57,10 @@ def allocate(
             lean = min(allowance_w, d.lean_w) if d.running else 0.0
             if remaining + lean >= d.min_w:
                 grant[d.name] = d.min_w
-                from_battery = max(0.0, d.min_w - max(remaining, 0.0))
-                allowance_w -= min(from_battery, allowance_w) if d.running else 0.0
-                remaining -= d.min_w
+                # what the battery lends is taken from its allowance, not the surplus
+                from_battery = min(max(0.0, d.min_w - max(remaining, 0.0)), lean)
+                allowance_w -= from_battery
+                remaining -= d.min_w - from_battery
                 budget -= d.min_w
         takers = [d for d in group if grant[d.name] > 0]
         headroom = {d.name: max(0.0, d.max_w - grant[d.name]) for d in takers}

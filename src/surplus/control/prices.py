@@ -34,8 +34,13 @@ class PriceMemory:
 
     import_eur_per_kwh: F64 = field(default_factory=lambda: np.zeros(SLOTS_PER_DAY))
     export_eur_per_kwh: F64 = field(default_factory=lambda: np.zeros(SLOTS_PER_DAY))
-    days: float = 0.0  # how many days of prices went in
+    counts: F64 = field(default_factory=lambda: np.zeros(SLOTS_PER_DAY))  # prices seen per slot
     seen_until: datetime | None = None  # the end of the last slot folded in
+
+    @property
+    def days(self) -> float:
+        """Whole days of prices seen: every slot of the day at least this often."""
+        return float(self.counts.min())
 
     def fold(self, rates: Rates) -> PriceMemory:
         """The memory with the slots of ``rates`` it has not seen yet."""
@@ -44,17 +49,16 @@ class PriceMemory:
             return self
         imp = self.import_eur_per_kwh.copy()
         exp = self.export_eur_per_kwh.copy()
-        days = self.days
+        counts = self.counts.copy()
         start = _slot_of_day(rates.start)
         for i in range(first, len(rates)):
             k = (start + i) % SLOTS_PER_DAY
-            # the first days are a plain mean, later ones an exponential average
-            weight = 1.0 / min(days + 1.0, MEMORY_DAYS)
+            # a plain mean over the first days, then an exponential average
+            weight = 1.0 / min(counts[k] + 1.0, MEMORY_DAYS)
             imp[k] += weight * (rates.import_eur_per_kwh[i] - imp[k])
             exp[k] += weight * (rates.export_eur_per_kwh[i] - exp[k])
-            if k == SLOTS_PER_DAY - 1:
-                days += 1.0
-        return PriceMemory(imp, exp, days, rates.start + SLOT * len(rates))
+            counts[k] += 1.0
+        return PriceMemory(imp, exp, counts, rates.start + SLOT * len(rates))
 
     def usual(self) -> tuple[F64, F64] | None:
         """(import, export) per slot of the day, once enough days were seen."""
