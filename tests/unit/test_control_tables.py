@@ -891,6 +891,27 @@ def test_battery_policy_holds_a_running_charge(soc: float, expected: CmdTuple) -
     assert charger_cmds(decision) == expected
 
 
+@pytest.mark.parametrize(
+    ("mode", "short_for_s", "expected"),
+    [
+        pytest.param(Mode.SOLAR, 0, (), id="solar-a-cloud-is-carried"),
+        pytest.param(Mode.SOLAR, 590, (), id="solar-carried-for-almost-ten-minutes"),
+        pytest.param(Mode.SOLAR, 610, (disable(),), id="solar-not-carried-into-the-dusk"),
+        pytest.param(Mode.MINSOLAR, 3600, (), id="minsolar-its-minimum-is-forced"),
+    ],
+)
+def test_in_solar_mode_the_battery_carries_a_charge_through_a_cloud_only(
+    mode: Mode, short_for_s: float, expected: CmdTuple
+) -> None:
+    settings = site(lp_settings(contactor=NO_DELAYS, mode=mode))
+    since = NOW - timedelta(seconds=short_for_s)
+    state = ControlState({LP: replace(running(6.0), short_of_sun_since=since)})
+    reading = charger(NOW, ChargerStatus.CHARGING, enabled=True, amps=6.0)
+    snap = snapshot(NOW, 2000, {LP: reading}, battery=battery(95, 2140))
+    decision = decide(snap, settings, state, NOW)
+    assert charger_cmds(decision) == expected
+
+
 def test_battery_loan_is_capped_by_max_battery_to_ev() -> None:
     settings = site(
         lp_settings(contactor=NO_DELAYS),

@@ -139,6 +139,8 @@ class BatteryPolicy(_Model):
 
     priority_soc_pct: Pct = 10.0  # below: the battery charges first
     buffer_soc_pct: Pct = 30.0  # above: the battery may carry a started charge
+    # in solar mode (surplus only) for this long at a time: through a cloud, not a dusk
+    buffer_carry_s: NonNeg = 600.0
     buffer_start_soc_pct: Pct = 100.0  # above: a charge may start on battery power
     max_battery_to_ev_w: NonNeg = 2500.0
     controllable: bool = True  # may the engine hold it or charge it from the grid

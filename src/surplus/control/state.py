@@ -61,6 +61,7 @@ class LoadpointState:
     phase_switched_at: datetime | None = None
     connected: bool = False
     trips: TripLog = field(default_factory=TripLog)  # the car's habits
+    short_of_sun_since: datetime | None = None  # running on more than the surplus, since
 
 
 @dataclass(frozen=True, slots=True)

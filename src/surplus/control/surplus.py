@@ -155,13 +155,25 @@ def decide(
         plugged = view.charger.status != ChargerStatus.DISCONNECTED
         known = vehicle_energy_wh(snapshot, lp)
         trips = st.trips.observe(plugged, None if known is None else known[0], now)
-        lp_states[lp.name] = replace(st, connected=view.charger.status in _CONNECTED, trips=trips)
+        # a running charge the surplus alone no longer carries leans on the battery, since
+        short = st.on and available < view.charger.power_w - lp.charger.deadband_w
+        lp_states[lp.name] = replace(
+            st,
+            connected=view.charger.status in _CONNECTED,
+            trips=trips,
+            short_of_sun_since=(st.short_of_sun_since or now) if short else None,
+        )
         why_off = _forced_off(lp, view, snapshot)
         if why_off:
             forced_off[lp.name] = why_off
             continue
+        carry = buffer_ok and (
+            lp.mode != Mode.SOLAR
+            or (now - (lp_states[lp.name].short_of_sun_since or now)).total_seconds()
+            < settings.battery.buffer_carry_s
+        )
         demands.append(
-            _demand(snapshot, lp, view, lp_states[lp.name], plan, slot, buffer_ok, start_on_battery)
+            _demand(snapshot, lp, view, lp_states[lp.name], plan, slot, carry, start_on_battery)
         )
 
     grants = allocate(available, demands, cap_w=cap_w, allowance_w=allowance)
@@ -407,12 +419,23 @@ def _demand(
         max_w=max_w,
         forced_w=forced,
         running=st.on or start_on_battery or run,
-        lean_w=float("inf")
-        if buffer_ok and (st.on or start_on_battery)
-        else SOLAR_RUN_LEAN * min_w
-        if run
-        else 0.0,
+        lean_w=_lean_w(st, buffer_ok, start_on_battery, run, min_w),
     )
+
+
+def _lean_w(
+    st: LoadpointState,
+    buffer_ok: bool,
+    start_on_battery: bool,
+    run: bool,
+    min_w: float,
+) -> float:
+    """How much of the battery's allowance a charge may lean on: above the buffer SoC a
+    started charge as much as it needs (in ``solar`` mode through a cloud, not longer); a
+    planned solar run its shortfall."""
+    if buffer_ok and (st.on or start_on_battery):
+        return float("inf")
+    return SOLAR_RUN_LEAN * min_w if run else 0.0
 
 
 def _fallback(
