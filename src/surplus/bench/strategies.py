@@ -122,10 +122,12 @@ MIN_A, MAX_A, VOLTS = 6.0, 16.0, 230.0
 
 
 def _need_wh(world: World, snap: SiteSnapshot) -> float:
+    """Energy still missing to the target (to full where the track sets none)."""
     vehicle = snap.loadpoints[LOADPOINT].vehicle
     if vehicle is None:
         return 0.0
-    return max(0.0, (world.target_soc_pct - vehicle.soc_pct) / 100.0 * vehicle.capacity_wh)
+    target = world.target_soc_pct or 100.0
+    return max(0.0, (target - vehicle.soc_pct) / 100.0 * vehicle.capacity_wh)
 
 
 class Naive:
