@@ -3,11 +3,13 @@
 ``make_plan`` builds the site LP (``lp.py``) from the solar and load *forecasts* in the
 snapshot (never the truth), for the home battery and every car in ``plan`` mode: it buys
 only what solar is not expected to cover, in the cheapest slots before the deadline, and
-tells the battery when to hold, charge from the grid or carry the house. It plans over the
-published prices and on to a car's deadline, or over four days when the car's later trips
-are foreseen from its habits (``trips.py``), with the prices expected past the published
-ones. What lies beyond is valued, not planned: energy left in a battery or a car is worth
-what it is expected to save later. ``cheapest_slots`` is the simpler rule other products
+tells the battery when to hold, charge from the grid, carry the house or sell. It plans
+over the published prices and on to a car's deadline, or over four days when the car's
+later trips are foreseen from its habits (``trips.py``), with the prices expected past the
+published ones (``prices.py``). A car charging now keeps its block when moving it would
+save next to nothing (a stop and a restart cost a contactor start). What lies beyond is
+valued, not planned: energy left in a battery or a car is worth what it is expected to
+save later. ``cheapest_slots`` is the simpler rule other products
 use (full power in the cheapest slots, PV ignored); the benchmark's evcc-like baseline
 uses it.
 """

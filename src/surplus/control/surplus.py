@@ -359,10 +359,10 @@ def _plan_charges(plan: Plan | None, lp: LoadpointSettings, slot: int | None, mi
 
 
 def _solar_run(plan: Plan | None, lp: LoadpointSettings, slot: int | None, min_w: float) -> bool:
-    """Does the plan give the car so much sun over the next hour that it may run at its
-    minimum, the home battery filling in what the sun lacks? (The plan routes that sun to
-    the car, not the battery; the LP charges at any power, a charger not below its
-    minimum.)"""
+    """Does the plan give the car so much sun over the next four hours (``min_solar_run_wh``)
+    that it may run at its minimum, the home battery filling in what the sun lacks? The
+    plan routes that sun to the car, not the battery; the LP charges at any power, a
+    charger not below its minimum."""
     if lp.mode != Mode.PLAN or plan is None or slot is None or lp.name not in plan.ev_w:
         return False
     window = slice(slot, slot + RUN_SLOTS)
@@ -391,6 +391,7 @@ def _demand(
     # sun that replaces energy still to be bought is worth a start at once; other sun
     # must last, and go to the car when the plan finds it worth more there than exported
     to_buy = block is not None and slot is not None and float(block[slot:].sum()) > 0
+    # a planned solar run, or sun that replaces bought energy, may lean on the battery
     run = _solar_run(plan, lp, slot, min_w) or (to_buy and lp.mode == Mode.PLAN)
     if (
         not st.on
