@@ -73,3 +73,18 @@ def test_energy_balances_in_every_step(nl_week: tracks.Track) -> None:
     balance = world.load + world.ev_w - world.pv - world.battery_w - world.grid_w
     assert np.abs(balance).max() < 1e-6
     assert (world.ev_w[~world.plugged] == 0).all()  # never charging a car that is away
+
+
+def test_the_persistence_forecast_is_named_in_the_results(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    args = ["bench", "--track", "nl-2024", "--days", "2", "--forecast", "persistence"]
+    args += ["--strategy", "surplus", "--pattern", "commuter", "--json", str(out), "--jobs", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(out.read_text())) == {"nl-2024+persistence-forecast"}
+
+
+def test_an_unknown_forecast_is_refused_with_exit_code_2() -> None:
+    result = CliRunner().invoke(app, ["bench", "--forecast", "oracle"])
+    assert result.exit_code == 2
+    assert "oracle" in result.output

@@ -144,7 +144,8 @@ def build(
             use_targets=False,
             spot_eur_per_kwh=_spot_slots(price_series, index) if price_series else None,
         )
-    track = replace(track, forecast=forecast)
+    if forecast != "weather":  # the default forecast goes unnamed
+        track = replace(track, name=f"{track.name}+{forecast}-forecast", forecast=forecast)
     return shorten(track, days) if days else track
 
 
