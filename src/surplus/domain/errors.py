@@ -3,12 +3,14 @@
     SurplusError
      +-- ConfigError            bad settings; names the key path (``loadpoints[0].min_current_a``)
      +-- DataFileError          a malformed input file; names the file and the line
+     +-- VaultError             the secret vault cannot be used; names the file (and the entry)
      +-- DeviceError            anything a device or cloud did to us
           +-- UnavailableError      back off, mark the readings stale
           +-- AuthenticationError   stop, surface "needs re-authentication"
           +-- NotSupportedError     drop the capability
           +-- RateLimitedError      honour ``retry_after_s``
           +-- AsleepError           decide whether waking is worth it
+     +-- StoreError             the embedded store cannot be used; names the database file
 
 Each boundary raises one of these ``from`` the original error, so a caller handles a branch
 (the runtime's reaction) and never a library's exception type.
@@ -45,6 +47,19 @@ class DataFileError(SurplusError):
         super().__init__(f"{where}: {message}")
 
 
+class VaultError(SurplusError):
+    """The secret vault or its key cannot be used; names the file, the entry where it applies,
+    and what to do. Never carries a secret value.
+    """
+
+    def __init__(self, path: Path | str, message: str, entry: str | None = None) -> None:
+        self.path = str(path)
+        self.entry = entry
+        self.message = message
+        where = f"{self.path}: entry {entry!r}" if entry is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
 class DeviceError(SurplusError):
     """Something a device or a vendor cloud did."""
 
@@ -71,3 +86,12 @@ class RateLimitedError(DeviceError):
 
 class AsleepError(DeviceError):
     """The vehicle is asleep; waking it costs battery and API budget."""
+
+
+class StoreError(SurplusError):
+    """The embedded store cannot do what was asked; names the database file."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
