@@ -1,0 +1,1 @@
+"""All async I/O of the service: pollers, the control loop, the supervisor."""
