@@ -1,0 +1,261 @@
+"""A faithful Powerwall 2 gateway over HTTPS: the Starlette app and its runners.
+
+``running_simulator()`` serves a ``PowerwallSimulator`` on 127.0.0.1 (port 0 picks a free
+one) as an asyncio task, for tests; ``serve()`` blocks, for ``surplus sim powerwall``. Each
+start generates a self-signed certificate, like a gateway's, and rejects TLS SNI names a
+gateway would reject. ``/sim/faults`` (GET, or POST ``{"add": [...], "remove": [...]}``) is
+the hidden door for injecting faults from outside the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import uvicorn
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from surplus.integrations.powerwall import models as m
+from surplus.integrations.powerwall.simstate import PowerwallSimulator, SimError
+from surplus.integrations.powerwall.tls import GATEWAY_NAMES, self_signed
+
+__all__ = ["PowerwallSimulator", "ServedSimulator", "create_app", "running_simulator", "serve"]
+
+Handler = Callable[[PowerwallSimulator, Request], Awaitable[Response]]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _json(model: BaseModel, status: int = 200) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status)
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.cookies.get("AuthCookie")
+
+
+async def _body(request: Request, model: type[_M]) -> _M:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError:
+        # The gateway's own text for a malformed body is unknown; the shape is its usual one.
+        raise SimError(
+            400, m.ErrorBody(code=400, error="Bad Request", message="malformed request body")
+        ) from None
+
+
+async def _login(sim: PowerwallSimulator, request: Request) -> Response:
+    answer = sim.login(await _body(request, m.LoginRequest))
+    response = _json(answer)
+    response.set_cookie("AuthCookie", answer.token, httponly=True)
+    response.set_cookie("UserRecord", "eyJyb2xlcyI6WyJIb21lX093bmVyIl19", httponly=True)
+    return response
+
+
+async def _logout(sim: PowerwallSimulator, request: Request) -> Response:
+    sim.logout(_token(request))
+    response = Response(status_code=204)
+    response.delete_cookie("AuthCookie")
+    response.delete_cookie("UserRecord")
+    return response
+
+
+async def _operation(sim: PowerwallSimulator, request: Request) -> Response:
+    if request.method == "POST":
+        return _json(sim.stage_operation(await _body(request, m.OperationWrite)))
+    return _json(sim.operation)
+
+
+async def _commit(sim: PowerwallSimulator, request: Request) -> Response:
+    sim.commit()
+    return Response(status_code=202)
+
+
+async def _run_sitemaster(sim: PowerwallSimulator, request: Request) -> Response:
+    sim.run_sitemaster()
+    return Response(status_code=202)
+
+
+async def _islanding(sim: PowerwallSimulator, request: Request) -> Response:
+    body = await _body(request, m.IslandingRequest)
+    sim.request_island(body.island_mode)
+    return _json(body)
+
+
+def _reader(read: Callable[[PowerwallSimulator], BaseModel]) -> Handler:
+    async def handler(sim: PowerwallSimulator, request: Request) -> Response:
+        return _json(read(sim))
+
+    return handler
+
+
+class _Faults(BaseModel):
+    add: list[str] = []
+    remove: list[str] = []
+
+
+async def _sim_faults(sim: PowerwallSimulator, request: Request) -> Response:
+    if request.method == "POST":
+        change = await _body(request, _Faults)
+        try:
+            sim.faults.add(*change.add)
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        sim.faults.discard(*change.remove)
+    return JSONResponse({"active": sorted(sim.faults.active)})
+
+
+BUSY = m.ErrorBody(
+    code=503, error="current config mode is busy", message="current config mode is busy"
+)
+
+
+def _route(
+    sim: PowerwallSimulator,
+    path: str,
+    handler: Handler,
+    methods: list[str],
+    *,
+    auth: bool = True,
+) -> Route:
+    async def endpoint(request: Request) -> Response:
+        sim.requests[f"{request.method} {request.url.path}"] += 1
+        if "slow" in sim.faults and path.startswith("/api/"):
+            await asyncio.sleep(sim.slow_s)
+        try:
+            if auth:
+                sim.authorize(_token(request))
+                if "busy_503" in sim.faults:
+                    raise SimError(503, BUSY)
+            return await handler(sim, request)
+        except SimError as e:
+            if e.body is None:
+                return Response(status_code=e.status)
+            return _json(e.body, e.status)
+
+    return Route(path, endpoint, methods=methods)
+
+
+def create_app(sim: PowerwallSimulator) -> Starlette:
+    """The gateway's HTTP API over ``sim``."""
+    get = ["GET"]
+    routes = [
+        _route(sim, "/api/status", _reader(PowerwallSimulator.status), get, auth=False),
+        _route(sim, "/api/login/Basic", _login, ["POST"], auth=False),
+        _route(sim, "/api/logout", _logout, get, auth=False),
+        _route(sim, "/api/meters/aggregates", _reader(PowerwallSimulator.aggregates), get),
+        _route(sim, "/api/system_status/soe", _reader(PowerwallSimulator.soe), get),
+        _route(sim, "/api/system_status/grid_status", _reader(PowerwallSimulator.grid), get),
+        _route(sim, "/api/system_status", _reader(PowerwallSimulator.system_status), get),
+        _route(sim, "/api/operation", _operation, ["GET", "POST"]),
+        _route(sim, "/api/config/completed", _commit, get),
+        _route(sim, "/api/sitemaster", _reader(PowerwallSimulator.sitemaster), get),
+        _route(sim, "/api/sitemaster/run", _run_sitemaster, get),
+        _route(sim, "/api/v2/islanding/mode", _islanding, ["POST"]),
+        _route(sim, "/sim/faults", _sim_faults, ["GET", "POST"], auth=False),
+    ]
+    return Starlette(routes=routes)
+
+
+def _server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads only files
+        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        ctx.load_cert_chain(cert, key)
+
+    def check_sni(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
+        # A client connecting by IP sends no SNI; a gateway accepts that and its own names.
+        if name is None or name in GATEWAY_NAMES:
+            return None
+        return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+
+    ctx.sni_callback = check_sni
+    return ctx
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+@dataclass(slots=True)
+class ServedSimulator:
+    """A simulator being served: its state, the bound URL and the certificate's fingerprint."""
+
+    sim: PowerwallSimulator
+    url: str
+    fingerprint: str
+    _task: asyncio.Task[None] = field(repr=False)
+
+    async def wait_closed(self) -> None:
+        """Until the server stops (on SIGINT or SIGTERM when it runs in the main thread)."""
+        await asyncio.shield(self._task)
+
+
+@contextlib.asynccontextmanager
+async def running_simulator(
+    sim: PowerwallSimulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[ServedSimulator]:
+    """Serve ``sim`` (a default one if None) over HTTPS on ``host:port`` in this event loop."""
+    sim = sim if sim is not None else PowerwallSimulator()
+    cert = self_signed(host)
+    ctx = _server_context(cert.cert_pem, cert.key_pem)
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        create_app(sim),
+        ssl_context_factory=lambda _config, _default: ctx,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the Powerwall simulator stopped while starting")
+            await asyncio.sleep(0.01)
+        bound = sock.getsockname()[1]
+        yield ServedSimulator(sim, f"https://{host}:{bound}", cert.fingerprint, task)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def serve(
+    sim: PowerwallSimulator | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    ready: Callable[[ServedSimulator], None] | None = None,
+) -> None:
+    """Serve until interrupted; ``ready`` is told the URL and fingerprint once it listens."""
+
+    async def main() -> None:
+        async with running_simulator(sim, host=host, port=port) as served:
+            if ready is not None:
+                ready(served)
+            await served.wait_closed()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,76 @@
+"""The gateway's self-signed TLS certificate: SHA-256 fingerprints (for pinning) and, for the
+simulator, a freshly generated certificate like the one a gateway presents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+# The names a gateway accepts as TLS SNI; any other name aborts the handshake.
+GATEWAY_NAMES = ("powerwall", "teg", "powerpack")
+
+
+def fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of a DER certificate: lowercase hex, colon-separated pairs."""
+    digest = hashlib.sha256(der).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``text`` (hex, with or without colons, any case) in the form ``fingerprint`` gives."""
+    digits = text.replace(":", "").replace(" ", "").lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError("a SHA-256 fingerprint is 64 hex digits (colons allowed)")
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class SelfSigned:
+    """A certificate and its private key, both PEM."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    der: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.der)
+
+
+def self_signed(ip: str = "127.0.0.1", days: int = 3650) -> SelfSigned:
+    """A new key and a certificate for CN ``powerwall``, valid for the gateway names and ``ip``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "powerwall")])
+    now = dt.datetime.now(dt.UTC)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in GATEWAY_NAMES]
+    alt_names.append(x509.IPAddress(ipaddress.ip_address(ip)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return SelfSigned(
+        cert.public_bytes(serialization.Encoding.PEM),
+        key_pem,
+        cert.public_bytes(serialization.Encoding.DER),
+    )
