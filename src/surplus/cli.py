@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from surplus.domain.errors import SurplusError
+from surplus.domain.errors import ConfigError, SurplusError
+
+if TYPE_CHECKING:
+    from surplus.config import ServiceConfig
+    from surplus.integrations.powerwall.simulator import ServedSimulator
 
 app = typer.Typer(
     help="surplus: a self-hosted home energy manager.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+sim_app = typer.Typer(
+    help="Serve a simulated device on this machine, to try surplus without the hardware.",
+    no_args_is_help=True,
+)
+app.add_typer(sim_app, name="sim")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -149,6 +160,110 @@ def bench(
     if plot_out:
         report.plot(results, plot_out)
         console.print(f"plot written to {plot_out}")
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="The service's TOML config file.")],
+) -> None:
+    """Check a config file: every problem on a line of its own, named by its key path."""
+    from surplus.config import load_config
+
+    try:
+        config = load_config(file)
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    for line in [f"{file}: ok", *_summary(config)]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _summary(config: ServiceConfig) -> list[str]:
+    service = config.service
+    devices = [f"{d.name} ({d.type}, {d.host})" for d in config.devices]
+    loadpoints = [f"{lp.name} ({lp.mode})" for lp in config.loadpoints]
+    return [
+        f"  API on {service.api_host}:{service.api_port}, data in {service.data_dir}",
+        f"  devices: {', '.join(devices) or 'none'}",
+        f"  loadpoints: {', '.join(loadpoints) or 'none'}",
+    ]
+
+
+@sim_app.command("powerwall")
+def sim_powerwall(
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 8443,
+    password: Annotated[
+        str | None,
+        typer.Option(help="The customer password; default: a random one, printed at start."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="IPv4 address to listen on.")] = "127.0.0.1",
+    firmware: Annotated[
+        str, typer.Option(help="Firmware generation to mimic: 21.44 or 1.45.")
+    ] = "21.44",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="A fault active from the start; repeat for several. Faults can also be "
+            'changed while it runs: POST /sim/faults {"add": [...], "remove": [...]}.',
+        ),
+    ] = None,
+) -> None:
+    """Serve a simulated Powerwall 2 gateway over HTTPS until Ctrl-C."""
+    from surplus.integrations.powerwall.simstate import FAULTS, FIRMWARE, PowerwallSimulator
+    from surplus.integrations.powerwall.simulator import serve
+
+    if firmware not in FIRMWARE:
+        raise typer.BadParameter(
+            f"unknown firmware {firmware!r}; choose one of {', '.join(FIRMWARE)}",
+            param_hint="--firmware",
+        )
+    for name in fault or []:
+        if name not in FAULTS:
+            raise typer.BadParameter(
+                f"unknown fault {name!r}; choose from {', '.join(sorted(FAULTS))}",
+                param_hint="--fault",
+            )
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{host!r} is not an IPv4 address (the certificate names the address)",
+            param_hint="--host",
+        ) from None
+    if password == "":
+        raise typer.BadParameter("must not be empty", param_hint="--password")
+    password = password or secrets.token_urlsafe(9)
+    sim = PowerwallSimulator(password, firmware=firmware)
+    sim.faults.add(*(fault or []))
+
+    def ready(served: ServedSimulator) -> None:
+        lines = [
+            f"Powerwall simulator (firmware {served.sim.firmware.version}) is ready",
+            f"  url:         {served.url}",
+            f"  password:    {password}",
+            f"  fingerprint: {served.fingerprint}",
+            f"  faults:      {', '.join(sorted(served.sim.faults.active)) or 'none'}",
+            "Ctrl-C stops it.",
+        ]
+        for line in lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        serve(sim, host=host, port=port, ready=ready)
+    except OSError as err:
+        err_console.print(
+            f"error: cannot serve on {host}:{port} ({err.strerror or err})",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+    console.print("stopped")
 
 
 if __name__ == "__main__":
