@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import logging
 import secrets
+import tempfile
 import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +22,7 @@ from surplus.domain.errors import ConfigError, SurplusError
 
 if TYPE_CHECKING:
     from surplus.config import ServiceConfig
+    from surplus.demo import Demo
     from surplus.integrations.powerwall.simulator import ServedSimulator
 
 app = typer.Typer(
@@ -30,6 +37,9 @@ sim_app = typer.Typer(
 app.add_typer(sim_app, name="sim")
 console = Console()
 err_console = Console(stderr=True)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevel = Annotated[str, typer.Option(help=f"Logging to stderr: {', '.join(LOG_LEVELS)}.")]
 
 
 @app.callback()
@@ -172,11 +182,10 @@ def check_config(
     try:
         config = load_config(file)
     except ConfigError as err:
-        for line in str(err).splitlines():
-            err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+        _print_lines(str(err))
         raise typer.Exit(2) from None
     for line in [f"{file}: ok", *_summary(config)]:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        _print(line)
 
 
 def _summary(config: ServiceConfig) -> list[str]:
@@ -188,6 +197,108 @@ def _summary(config: ServiceConfig) -> list[str]:
         f"  devices: {', '.join(devices) or 'none'}",
         f"  loadpoints: {', '.join(loadpoints) or 'none'}",
     ]
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", help="The service's TOML config file.")],
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the service: poll the devices, decide, record, answer the API; Ctrl-C stops it."""
+    from surplus.config import load_config
+    from surplus.runtime.service import Service, until_signalled
+
+    _logging(log_level)
+    try:
+        service = Service(load_config(config), on_ready=_say_running)
+    except ConfigError as err:
+        _print_lines(str(err))
+        raise typer.Exit(2) from None
+    _run_until_stopped(lambda: until_signalled(service.run()))
+
+
+def _say_running(url: str) -> None:
+    _print(f"surplus is running: {url}/api/v1/state  (Ctrl-C stops it)")
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the demo's store, vault and config file here; default: a temporary"
+            " directory, removed at exit."
+        ),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(help="How many times faster than real time the simulated day runs.")
+    ] = 60.0,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The API's port on 127.0.0.1; 0 picks a free one.")
+    ] = 8080,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Run surplus against a simulated Powerwall site on this machine; Ctrl-C stops it."""
+    from surplus.demo import run_demo
+
+    if not 0.0 < speed <= 100_000.0:
+        raise typer.BadParameter("must be above 0 and at most 100000", param_hint="--speed")
+    _logging(log_level)
+    with contextlib.ExitStack() as stack:
+        if data is None:
+            data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="surplus-demo-")))
+        data_dir = data.resolve()
+        _run_until_stopped(
+            lambda: run_demo(data_dir, speed=speed, port=port, on_ready=_say_demo_ready)
+        )
+
+
+def _say_demo_ready(running: Demo) -> None:
+    api = f"{running.api_url}/api/v1"
+    since = datetime.now(UTC).replace(microsecond=0)
+    day = [(since + timedelta(days=d)).isoformat().replace("+00:00", "Z") for d in (0, 1)]
+    for line in [
+        f"surplus demo is running: a simulated Powerwall site, {running.speed:g}x real time",
+        f"  state:   {api}/state",
+        f"  history: {api}/history?series=gateway.battery_soc_pct"
+        f"&from={day[0]}&to={day[1]}&step=60",
+        f"  data:    {running.data_dir}",
+        "Ctrl-C stops it.",
+    ]:
+        _print(line)
+
+
+def _run_until_stopped(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run the service's coroutine; its errors end the command with exit code 1."""
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # Ctrl-C before the service's own handlers were in place
+        pass
+    except (SurplusError, OSError) as err:
+        _print_lines(f"error: {err}")
+        raise typer.Exit(1) from None
+    _print("stopped")
+
+
+def _logging(level: str) -> None:
+    if level not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{level!r} is none of {', '.join(LOG_LEVELS)}", param_hint="--log-level"
+        )
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if level != "debug":  # a line per request to every device otherwise
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _print(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_lines(text: str) -> None:
+    for line in text.splitlines():
+        err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 @sim_app.command("powerwall")

@@ -1,0 +1,1 @@
+"""The service's HTTP API (read-only for now): the live state and the recorded history."""

@@ -1,0 +1,187 @@
+"""The read-only REST API, as a Starlette app over the running service's parts.
+
+    GET /api/v1/state     the site's latest readings (each with its time and age), the
+                          loadpoints, and the state of each integration
+    GET /api/v1/history   ?series=<device>.<quantity>&from=<ISO 8601>&to=<ISO 8601>&step=<s>
+                          the recorded series in buckets of ``step`` seconds
+
+A bad or missing parameter is a 400 ``{"error": ..., "field": ...}``; any other error is a
+JSON body without a traceback. Answers hold readings, reasons and device states, which never
+carry a secret (a device's detail is its error message, and errors never quote secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from surplus.domain.readings import BatteryState, MeterReading
+from surplus.runtime.devices import Device, site_device
+from surplus.runtime.loop import ControlLoop
+from surplus.store.series import Series, level_for
+
+__all__ = ["MAX_BUCKETS", "create_app"]
+
+MAX_BUCKETS = 10_000  # per history answer
+MAX_STEP_S = 366 * 86_400
+
+
+class _BadParameter(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+def create_app(
+    devices: Sequence[Device], loop: ControlLoop, series: Series, now: Callable[[], datetime]
+) -> Starlette:
+    """The API over the service's devices, control loop and store; ages are taken at ``now``."""
+
+    async def state(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "site": _site(devices, now()),
+                "loadpoints": [
+                    {
+                        "name": lp.name,
+                        "mode": lp.mode,
+                        "setpoint_a": lp.setpoint_a,
+                        "power_w": lp.power_w,
+                        "reason": lp.reason,
+                    }
+                    for lp in loop.loadpoints()
+                ],
+                "integrations": [
+                    {
+                        "name": d.name,
+                        "type": d.type,
+                        "status": str(d.state.health),
+                        "detail": d.state.detail,
+                    }
+                    for d in devices
+                ],
+            }
+        )
+
+    def history(request: Request) -> Response:  # sync: Starlette runs it off the event loop
+        try:
+            device, quantity, start, end, step_s = _history_query(request)
+        except _BadParameter as bad:
+            return JSONResponse({"error": bad.message, "field": bad.field}, status_code=400)
+        unit = series.unit(device, quantity)
+        if unit is None:
+            return JSONResponse(
+                {"error": f"no series {device}.{quantity} is recorded", "field": "series"},
+                status_code=404,
+            )
+        buckets = series.history(device, quantity, start, end, step_s)
+        return JSONResponse(
+            {
+                "series": f"{device}.{quantity}",
+                "unit": unit,
+                "step": step_s,
+                "buckets": [
+                    {
+                        "start": b.start.isoformat(),
+                        "mean": b.mean,
+                        "min": b.min,
+                        "max": b.max,
+                        "last": b.last,
+                        "count": b.count,
+                    }
+                    for b in buckets
+                ],
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/state", state, methods=["GET"]),
+            Route("/api/v1/history", history, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+
+
+def _site(devices: Sequence[Device], now: datetime) -> dict[str, Any]:
+    device = site_device(devices)
+    reading = device.latest if device is not None else None
+    if reading is None:
+        return dict.fromkeys(("grid_w", "solar_w", "home_w", "battery_w", "battery_soc_pct"))
+    return {
+        "grid_w": _value(reading.grid, now),
+        "solar_w": _value(reading.pv, now),
+        "home_w": _value(reading.load, now),
+        "battery_w": _value(reading.battery, now),
+        "battery_soc_pct": _value(reading.battery, now, soc=True),
+    }
+
+
+def _value(reading: MeterReading | BatteryState, now: datetime, *, soc: bool = False) -> Any:
+    value = reading.soc_pct if soc and isinstance(reading, BatteryState) else reading.power_w
+    return {
+        "value": value,
+        "at": reading.at.isoformat(),
+        "age_s": round((now - reading.at).total_seconds(), 3),
+    }
+
+
+def _history_query(request: Request) -> tuple[str, str, datetime, datetime, int]:
+    device, _, quantity = _required(request, "series").rpartition(".")
+    if not device or not quantity:
+        raise _BadParameter("series", "must be <device>.<quantity>, e.g. gateway.grid_w")
+    start, end = _time(request, "from"), _time(request, "to")
+    if end <= start:
+        raise _BadParameter("to", "must be after from")
+    text = _required(request, "step")
+    try:
+        step_s = int(text)
+        level_for(step_s)  # refuses a step the rollups cannot serve
+    except ValueError:
+        step_s = 0
+    if not 0 < step_s <= MAX_STEP_S:
+        raise _BadParameter(
+            "step", "must be whole seconds: 1 to 59, or a whole number of minutes up to a year"
+        )
+    if (end - start) / timedelta(seconds=step_s) > MAX_BUCKETS:
+        raise _BadParameter("step", f"gives more than {MAX_BUCKETS} buckets; take a larger one")
+    return device, quantity, start, end, step_s
+
+
+def _required(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise _BadParameter(name, "missing")
+    return value
+
+
+def _time(request: Request, name: str) -> datetime:
+    text = _required(request, name)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise _BadParameter(
+            name,
+            "must be an ISO 8601 time with a UTC offset, e.g. 2024-06-10T12:00:00Z"
+            " (in a URL, write + as %2B)",
+        )
+    return at
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "internal error; see the service's log"}, status_code=500)

@@ -1,0 +1,150 @@
+"""The control tick: latest readings -> ``decide`` -> commands applied -> decision log.
+
+Every ``interval_s`` the loop builds a ``SiteSnapshot`` from the site device's latest
+reading, asks the engine, sends its battery commands through the device's
+``BatteryController`` and logs each command with its reason and result. The engine's new
+state is kept only for what took effect: a command that failed is decided (and sent) again
+next tick. A battery mode the device says it cannot do (``NotSupportedError``) is dropped:
+logged once, never sent again.
+
+No integration drives a charger yet, so every ``[[loadpoints]]`` table is left out of the
+engine's settings and reported with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from surplus.capabilities import BatteryController
+from surplus.config import LoadpointConfig
+from surplus.control.settings import SiteSettings
+from surplus.control.state import BatteryCommand, BatteryMode, ControlState, Decision
+from surplus.control.surplus import decide
+from surplus.domain.errors import DeviceError, NotSupportedError
+from surplus.domain.readings import SiteSnapshot
+from surplus.runtime.devices import Device, site_device
+from surplus.store.log import DecisionLog
+
+__all__ = ["ControlLoop", "LoadpointStatus"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadpointStatus:
+    """What the API says about a loadpoint; setpoint and power are None while not driven."""
+
+    name: str
+    mode: str
+    setpoint_a: float | None
+    power_w: float | None
+    reason: str
+
+
+class ControlLoop:
+    """Decides every ``interval_s`` and applies what was decided."""
+
+    def __init__(
+        self,
+        settings: SiteSettings,
+        loadpoints: Sequence[LoadpointConfig],
+        devices: Sequence[Device],
+        decisions: DecisionLog,
+        interval_s: float,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings.model_copy(update={"loadpoints": []})
+        self._loadpoints = [
+            LoadpointStatus(lp.name, lp.mode, None, None, _not_driven(lp, devices))
+            for lp in loadpoints
+        ]
+        self._devices = devices
+        self._decisions = decisions
+        self.interval_s = interval_s
+        self._now = now
+        self.state = ControlState()
+        self._dropped: set[tuple[str, BatteryMode]] = set()
+
+    def loadpoints(self) -> list[LoadpointStatus]:
+        return list(self._loadpoints)
+
+    async def run(self) -> None:
+        """Tick until cancelled; an error in one tick is logged and the next one runs."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("control tick failed; trying again next tick")
+            await asyncio.sleep(self.interval_s)
+
+    async def tick(self) -> Decision:
+        now = self._now()
+        device = site_device(self._devices)
+        reading = device.latest if device is not None else None
+        snapshot = SiteSnapshot(
+            at=now,
+            grid=reading.grid if reading else None,
+            pv=reading.pv if reading else None,
+            battery=reading.battery if reading else None,
+        )
+        decision = decide(snapshot, self._settings, self.state, now)
+        await self.apply(decision, device, now)
+        return decision
+
+    async def apply(self, decision: Decision, device: Device | None, now: datetime) -> None:
+        """Send the decision's commands; keep its state for what took effect."""
+        state = decision.state
+        for command in decision.commands:
+            if not isinstance(command, BatteryCommand):
+                continue  # charger commands: no loadpoint is driven yet
+            if not await self._battery(command, device, decision.reasons.get("battery", ""), now):
+                state = replace(
+                    state,
+                    battery_mode=self.state.battery_mode,
+                    battery_power_w=self.state.battery_power_w,
+                )
+        self.state = state
+
+    async def _battery(
+        self, command: BatteryCommand, device: Device | None, reason: str, now: datetime
+    ) -> bool:
+        """Send one battery command and log it; whether it took effect."""
+        adapter = device.adapter if device is not None else None
+        if device is None or not isinstance(adapter, BatteryController):
+            return False
+        if (device.name, command.mode) in self._dropped:
+            return False
+        try:
+            await adapter.set_battery_mode(command.mode, command.power_w)
+        except NotSupportedError as err:
+            self._dropped.add((device.name, command.mode))
+            log.warning("%s: battery mode %s dropped: %s", device.name, command.mode, err)
+            result, done = f"not supported, not asked again: {err}", False
+        except DeviceError as err:
+            log.warning(
+                "%s: battery mode %s failed, retried next tick: %s", device.name, command.mode, err
+            )
+            result, done = f"failed, retried next tick: {err}", False
+        else:
+            result, done = "ok", True
+        entry = {
+            "device": device.name,
+            "battery_mode": str(command.mode),
+            "power_w": command.power_w,
+        }
+        self._decisions.append(now, None, entry, reason, result)
+        return done
+
+
+def _not_driven(lp: LoadpointConfig, devices: Sequence[Device]) -> str:
+    if lp.charger_device is None:
+        return "not controlled: no charger_device configured"
+    kind = next((d.type for d in devices if d.name == lp.charger_device), "unknown")
+    return (
+        f"not controlled: {lp.charger_device} ({kind}) is no charger, and no charger"
+        " integration exists yet"
+    )

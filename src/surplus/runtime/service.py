@@ -1,0 +1,198 @@
+"""The running service: store, vault, devices, pollers, control loop and API in one loop.
+
+``Service.run`` opens the store (``<data_dir>/surplus.db``) and the vault
+(``<data_dir>/secrets.vault``, key file ``<data_dir>/vault.key``, created on first run),
+installs a ``SecretFilter`` holding every secret on every logging handler, builds each
+device through the registry and then runs, in one ``asyncio.TaskGroup``, a poller per
+device, the control loop and the API (uvicorn, in this event loop). Cancelling ``run``
+stops them all and then closes the clients and the store (flushing the recorder).
+
+``until_signalled`` runs a coroutine until SIGINT or SIGTERM and returns normally then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from surplus.api.app import create_app
+from surplus.config import ServiceConfig
+from surplus.domain.errors import ConfigError, SurplusError
+from surplus.runtime.devices import build_devices
+from surplus.runtime.loop import ControlLoop
+from surplus.security.redact import SecretFilter
+from surplus.security.vault import Vault
+from surplus.store import Store
+
+__all__ = ["DEFAULT_TICK_S", "Service", "until_signalled"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_S = 10.0  # the control tick without any device to take the interval from
+
+
+class Service:
+    """The service of one config file; ``data_dir`` and ``api_port`` override the file's
+    (``api_port`` 0 picks a free port). ``on_ready`` is told the API's URL once it listens."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        data_dir: Path | None = None,
+        api_port: int | None = None,
+        on_ready: Callable[[str], None] | None = None,
+    ) -> None:
+        host = config.service.api_host
+        if not _is_loopback(host):
+            raise ConfigError(
+                [
+                    (
+                        "service.api_host",
+                        "must be a loopback address (127.0.0.1 or ::1) for now: the API has"
+                        " no authentication yet",
+                    )
+                ]
+            )
+        self.config = config
+        self.data_dir = data_dir if data_dir is not None else config.service.data_dir
+        self._host = host
+        self._port = api_port if api_port is not None else config.service.api_port
+        self._now = now
+        self._on_ready = on_ready
+
+    async def run(self) -> None:
+        """Run until cancelled; a ``SurplusError`` if the store, vault or port is unusable."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = Store.open(self.data_dir / "surplus.db")
+        try:
+            vault = Vault.open(
+                self.data_dir / "secrets.vault", key_file=self.data_dir / "vault.key"
+            )
+            redactor = SecretFilter()
+            vault.attach(redactor)
+            _install_everywhere(redactor)
+            devices, held = build_devices(self.config.devices, vault, store.recorder, self._now)
+            redactor.add(*(secret.reveal() for secret in held))
+            tick_s = min((d.poll_interval_s for d in self.config.devices), default=DEFAULT_TICK_S)
+            loop = ControlLoop(
+                self.config.site_settings(),
+                self.config.loadpoints,
+                devices,
+                store.log,
+                tick_s,
+                self._now,
+            )
+            app = create_app(devices, loop, store.series, self._now)
+            try:
+                with _listening(self._host, self._port) as sock:
+                    async with asyncio.TaskGroup() as tasks:
+                        for device in devices:
+                            tasks.create_task(device.run(), name=f"poll {device.name}")
+                        tasks.create_task(loop.run(), name="control loop")
+                        tasks.create_task(self._serve(app, sock), name="api")
+            finally:
+                for device in devices:
+                    try:
+                        await device.aclose()
+                    except Exception:
+                        log.warning("%s: closing its client failed", device.name, exc_info=True)
+        finally:
+            store.close()
+            log.info("stopped; the store at %s is closed", store.path)
+
+    async def _serve(self, app: Any, sock: socket.socket) -> None:
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
+        )
+        server = _ApiServer(config)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    await task
+                    raise SurplusError(f"the API on {url} stopped while starting")
+                await asyncio.sleep(0.01)
+            log.info("API listening on %s", url)
+            if self._on_ready is not None:
+                self._on_ready(url)
+            await asyncio.shield(task)
+        finally:
+            server.should_exit = True
+            await task
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: a signal stops the whole service, which
+    then stops the server (``until_signalled``)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it returns or SIGINT/SIGTERM cancels it; then return normally."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(work)
+    signalled = False
+
+    def stop() -> None:
+        nonlocal signalled
+        signalled = True
+        task.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _install_everywhere(redactor: SecretFilter) -> None:
+    """Put ``redactor`` on the root logger's handlers and on those of every other logger
+    (uvicorn's, when it configured its own): a filter on a logger would miss its children."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if redactor not in handler.filters:
+                handler.addFilter(redactor)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _listening(host: str, port: int) -> Iterator[socket.socket]:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as err:
+        raise SurplusError(
+            f"the API cannot listen on {host}:{port}: {err.strerror or err}"
+        ) from err
+    with sock:
+        yield sock
