@@ -236,6 +236,9 @@ def demo(
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="The API's port on 127.0.0.1; 0 picks a free one.")
     ] = 8080,
+    poll_s: Annotated[
+        float, typer.Option("--poll-s", help="Seconds between two polls of the gateway.")
+    ] = 2.0,
     log_level: LogLevel = "warning",
 ) -> None:
     """Run surplus against a simulated Powerwall site on this machine; Ctrl-C stops it."""
@@ -243,14 +246,57 @@ def demo(
 
     if not 0.0 < speed <= 100_000.0:
         raise typer.BadParameter("must be above 0 and at most 100000", param_hint="--speed")
+    if not 0.0 < poll_s <= 3600.0:
+        raise typer.BadParameter("must be above 0 and at most 3600", param_hint="--poll-s")
     _logging(log_level)
     with contextlib.ExitStack() as stack:
         if data is None:
             data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="surplus-demo-")))
         data_dir = data.resolve()
         _run_until_stopped(
-            lambda: run_demo(data_dir, speed=speed, port=port, on_ready=_say_demo_ready)
+            lambda: run_demo(
+                data_dir, speed=speed, poll_s=poll_s, port=port, on_ready=_say_demo_ready
+            )
         )
+
+
+@app.command("bench-service")
+def bench_service(
+    minutes: Annotated[
+        float, typer.Option(help="How long to measure, once the demo's API answers.")
+    ] = 5.0,
+    poll_s: Annotated[
+        float, typer.Option("--poll-s", help="Seconds between two polls of the gateway.")
+    ] = 10.0,
+    speed: Annotated[
+        float, typer.Option(help="How many times faster than real time the simulated day runs.")
+    ] = 1.0,
+) -> None:
+    """Run the demo and print its resident memory and CPU share (target: under 150 MB and
+    2 % of one core)."""
+    from surplus.bench.service import measure
+
+    if not 0.0 < minutes <= 24 * 60:
+        raise typer.BadParameter("must be above 0 and at most a day", param_hint="--minutes")
+    _print(
+        f"surplus demo, gateway polled every {poll_s:g} s, {speed:g}x real time,"
+        f" for {minutes:g} min"
+    )
+    _print(f"{'time s':>8} {'rss MB':>8} {'peak MB':>8} {'cpu %':>7}")
+    try:
+        result = measure(
+            minutes=minutes,
+            poll_s=poll_s,
+            speed=speed,
+            on_row=lambda r: _print(
+                f"{r.elapsed_s:8.1f} {r.rss_mb:8.1f} {r.peak_mb:8.1f} {r.cpu_pct:7.2f}"
+            ),
+        )
+    except (SurplusError, OSError) as err:
+        _print_lines(f"error: {err}")
+        raise typer.Exit(1) from None
+    _print(f"integrations at the end: {result.integrations}")
+    _print(result.summary())
 
 
 def _say_demo_ready(running: Demo) -> None:

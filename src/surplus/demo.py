@@ -108,15 +108,17 @@ def demo_simulator(password: str, speed: float) -> PowerwallSimulator:
     return PowerwallSimulator(password, solar_w=solar_w, load_w=load_w, clock=speed_clock(speed))
 
 
-def write_demo_files(data_dir: Path, served: ServedSimulator, password: str) -> Path:
-    """Store ``password`` in the vault of ``data_dir`` and write a config file naming it;
-    returns the config file's path."""
+def write_demo_files(
+    data_dir: Path, served: ServedSimulator, password: str, poll_s: float = POLL_INTERVAL_S
+) -> Path:
+    """Store ``password`` in the vault of ``data_dir`` and write a config file naming it, the
+    gateway polled every ``poll_s``; returns the config file's path."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     vault = Vault.open(data_dir / "secrets.vault", key_file=data_dir / "vault.key")
     vault.set(PASSWORD_SECRET, password)
     path = data_dir / CONFIG_FILE
     path.write_text(
-        f"""# Written by `surplus demo` for its simulated gateway (gone when the demo stops).
+        f"""# Written by `surplus demo` for its simulated gateway (rewritten at each start: the port and certificate change).
 
 [service]
 data_dir = {_toml(str(data_dir))}
@@ -127,7 +129,7 @@ name = "{DEVICE}"
 host = {_toml(served.url)}
 password_secret = "{PASSWORD_SECRET}"  # in secrets.vault beside this file
 fingerprint = "{served.fingerprint}"
-poll_interval_s = {POLL_INTERVAL_S}
+poll_interval_s = {poll_s}
 timeout_s = 5.0
 
 [[loadpoints]]
@@ -144,12 +146,18 @@ def _toml(text: str) -> str:
 
 
 async def run_demo(
-    data_dir: Path, *, speed: float, port: int, on_ready: Callable[[Demo], None]
+    data_dir: Path,
+    *,
+    speed: float,
+    poll_s: float,
+    port: int,
+    on_ready: Callable[[Demo], None],
 ) -> None:
-    """Serve the simulator and run the service against it until SIGINT or SIGTERM."""
+    """Serve the simulator and run the service against it, polling every ``poll_s``, until
+    SIGINT or SIGTERM."""
     password = secrets.token_urlsafe(12)
     async with running_simulator(demo_simulator(password, speed)) as served:
-        config_file = write_demo_files(data_dir, served, password)
+        config_file = write_demo_files(data_dir, served, password, poll_s)
         service = Service(
             load_config(config_file),
             api_port=port,

@@ -4,8 +4,9 @@
 (``<data_dir>/secrets.vault``, key file ``<data_dir>/vault.key``, created on first run),
 installs a ``SecretFilter`` holding every secret on every logging handler, builds each
 device through the registry and then runs, in one ``asyncio.TaskGroup``, a poller per
-device, the control loop and the API (uvicorn, in this event loop). Cancelling ``run``
-stops them all and then closes the clients and the store (flushing the recorder).
+device, the control loop, the store's retention pruning (at start, then hourly) and the API
+(uvicorn, in this event loop). Cancelling ``run`` stops them all and then closes the
+clients and the store (flushing the recorder).
 
 ``until_signalled`` runs a coroutine until SIGINT or SIGTERM and returns normally then.
 """
@@ -30,6 +31,7 @@ from surplus.config import ServiceConfig
 from surplus.domain.errors import ConfigError, SurplusError
 from surplus.runtime.devices import build_devices
 from surplus.runtime.loop import ControlLoop
+from surplus.runtime.maintenance import PRUNE_INTERVAL_S, prune_periodically
 from surplus.security.redact import SecretFilter
 from surplus.security.vault import Vault
 from surplus.store import Store
@@ -43,7 +45,8 @@ DEFAULT_TICK_S = 10.0  # the control tick without any device to take the interva
 
 class Service:
     """The service of one config file; ``data_dir`` and ``api_port`` override the file's
-    (``api_port`` 0 picks a free port). ``on_ready`` is told the API's URL once it listens."""
+    (``api_port`` 0 picks a free port). ``on_ready`` is told the API's URL once it listens;
+    the store is pruned every ``prune_interval_s``, starting at once."""
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class Service:
         data_dir: Path | None = None,
         api_port: int | None = None,
         on_ready: Callable[[str], None] | None = None,
+        prune_interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
         host = config.service.api_host
         if not _is_loopback(host):
@@ -71,6 +75,7 @@ class Service:
         self._port = api_port if api_port is not None else config.service.api_port
         self._now = now
         self._on_ready = on_ready
+        self._prune_interval_s = prune_interval_s
 
     async def run(self) -> None:
         """Run until cancelled; a ``SurplusError`` if the store, vault or port is unusable."""
@@ -101,6 +106,10 @@ class Service:
                         for device in devices:
                             tasks.create_task(device.run(), name=f"poll {device.name}")
                         tasks.create_task(loop.run(), name="control loop")
+                        tasks.create_task(
+                            prune_periodically(store.series, self._now, self._prune_interval_s),
+                            name="retention",
+                        )
                         tasks.create_task(self._serve(app, sock), name="api")
             finally:
                 for device in devices:
