@@ -118,7 +118,7 @@ def write_demo_files(
     vault.set(PASSWORD_SECRET, password)
     path = data_dir / CONFIG_FILE
     path.write_text(
-        f"""# Written by `surplus demo` for its simulated gateway (rewritten at each start: the port and certificate change).
+        f"""# Written by `surplus demo` for its simulated gateway (rewritten at each start).
 
 [service]
 data_dir = {_toml(str(data_dir))}
