@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import queue
 import signal
 import subprocess
 import sys
-import threading
-from typing import IO
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from surplus.cli import app
+from tests.integration.output import Followed
 
 PASSWORD = "sim-cli-password-4711"
 
@@ -28,11 +26,6 @@ def test_sim_powerwall_refuses_bad_options(args: list[str]) -> None:
     assert args[0] in result.stderr
 
 
-def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
-    for line in stream:
-        into.put(line)
-
-
 def test_sim_powerwall_serves_until_ctrl_c() -> None:
     command = [sys.executable, "-m", "surplus.cli", "sim", "powerwall", "--port", "0"]
     proc = subprocess.Popen(
@@ -43,11 +36,11 @@ def test_sim_powerwall_serves_until_ctrl_c() -> None:
     )
     try:
         assert proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-        shown: dict[str, str] = {}
-        while "fingerprint" not in shown:
-            key, _, value = lines.get(timeout=8).strip().partition(": ")
+        output = Followed(proc.stdout)
+        output.wait_for("fingerprint:", timeout_s=8)
+        shown = {}
+        for line in output.lines:
+            key, _, value = line.strip().partition(": ")
             shown[key.strip()] = value.strip()
         assert shown["password"] == PASSWORD
         assert len(shown["fingerprint"]) == 95

@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +38,7 @@ from surplus.runtime.poller import Poller
 from surplus.runtime.service import Service
 from surplus.security.vault import Vault
 from surplus.store import Store
+from tests.integration.output import Followed
 
 SITE_KEYS = ("grid_w", "solar_w", "home_w", "battery_w", "battery_soc_pct")
 # A gateway token is 86 URL-safe characters; nothing else surplus logs is such a long run.
@@ -51,13 +50,6 @@ ROUND_JITTER_S = 0.5
 
 def _z(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _pump(stream: IO[str], into: list[str], lines: queue.Queue[str] | None) -> None:
-    for line in stream:
-        into.append(line)
-        if lines is not None:
-            lines.put(line)
 
 
 def _files(root: Path) -> Iterator[bytes]:
@@ -81,19 +73,11 @@ def test_demo_serves_the_simulated_site_until_ctrl_c(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    out: list[str] = []
-    err: list[str] = []
     answers: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = Followed(proc.stdout), Followed(proc.stderr)
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        printed: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_pump, args=(proc.stdout, out, printed), daemon=True).start()
-        threading.Thread(target=_pump, args=(proc.stderr, err, None), daemon=True).start()
-        url = None
-        while url is None:
-            line = printed.get(timeout=15).strip()
-            if line.startswith("state:"):
-                url = line.removeprefix("state:").strip()
+        url = out.wait_for("state:", timeout_s=15)
         assert url.startswith("http://127.0.0.1:") and url.endswith("/api/v1/state")
         api = url.removesuffix("/state")
         interval_s = load_config(tmp_path / "surplus.toml").devices[0].poll_interval_s
@@ -148,8 +132,8 @@ def test_demo_serves_the_simulated_site_until_ctrl_c(tmp_path: Path) -> None:
     vault = Vault.open(tmp_path / "secrets.vault", key_file=tmp_path / "vault.key")
     password = vault.get("gateway.password").reveal()
     assert all(password.encode() not in data for data in _files(tmp_path))
-    output = "".join(out + err)
-    assert "stopped" in out[-1]
+    output = "".join(out.lines + err.lines)
+    assert "stopped" in out.lines[-1]
     assert "DEBUG" in output  # the gateway's traffic was logged, and still no secret in it
     assert password not in output and not TOKEN_LIKE.search(output)
     assert all(password not in text and not TOKEN_LIKE.search(text) for text in answers)

@@ -7,31 +7,25 @@ SIGKILL, checks the file, starts the demo again on the same directory and lets i
 
 from __future__ import annotations
 
-import queue
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import httpx
+
+from tests.integration.output import Followed
 
 SERIES = [
     ("gateway", quantity)
     for quantity in ("battery_soc_pct", "battery_w", "grid_w", "load_w", "solar_w")
 ]
 Samples = dict[tuple[str, str], list[tuple[int, float]]]
-
-
-def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
 
 
 @contextmanager
@@ -48,13 +42,7 @@ def _demo(data: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     )
     try:
         assert proc.stdout is not None
-        printed: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_pump, args=(proc.stdout, printed), daemon=True).start()
-        url = ""
-        while not url:
-            line = printed.get(timeout=15).strip()
-            if line.startswith("state:"):
-                url = line.removeprefix("state:").strip()
+        url = Followed(proc.stdout).wait_for("state:", timeout_s=15)
         assert url.startswith("http://127.0.0.1:")
         yield proc, url.removesuffix("/state")
     finally:
