@@ -13,7 +13,8 @@ class Followed:
     def __init__(self, stream: IO[str]) -> None:
         self.lines: list[str] = []
         self._fresh: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._reader.start()
 
     def _pump(self, stream: IO[str]) -> None:
         for line in stream:
@@ -26,3 +27,8 @@ class Followed:
             line = self._fresh.get(timeout=timeout_s).strip()
             if line.startswith(prefix):
                 return line.removeprefix(prefix).strip()
+
+    def read_to_end(self, timeout_s: float) -> list[str]:
+        """Every line, once the stream has ended (the child exited and closed it)."""
+        self._reader.join(timeout_s)
+        return self.lines
