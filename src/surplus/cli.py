@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from surplus.credentials_cli import pin, secret_app
 from surplus.domain.errors import ConfigError, SurplusError
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ sim_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sim_app, name="sim")
+app.add_typer(secret_app, name="secret")
+app.command("pin")(pin)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -358,7 +361,12 @@ def sim_powerwall(
     ] = None,
     host: Annotated[str, typer.Option(help="IPv4 address to listen on.")] = "127.0.0.1",
     firmware: Annotated[
-        str, typer.Option(help="Firmware generation to mimic: 21.44 or 1.45.")
+        str,
+        typer.Option(
+            help="Firmware generation to mimic: 21.44 or 1.45 (vitals present), 23.44 (vitals"
+            " gone, busy bursts, 3 logins a minute) or pw3 (a Powerwall 3: no /api/status,"
+            " only meters, soe and grid status readable)."
+        ),
     ] = "21.44",
     fault: Annotated[
         list[str] | None,
@@ -368,8 +376,35 @@ def sim_powerwall(
             'changed while it runs: POST /sim/faults {"add": [...], "remove": [...]}.',
         ),
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Also serve plain HTTP on this port (0 picks a free one), answering 301 to"
+            " HTTPS like a gateway.",
+        ),
+    ] = None,
+    lockout_after: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Lock logins after this many failures in a row, until POST /sim/toggle.",
+        ),
+    ] = None,
+    busy_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Chance that a request starts a burst of 503 busy answers; default: the"
+            " firmware's (0.05 on 23.44, else 0).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve a simulated Powerwall 2 gateway over HTTPS until Ctrl-C."""
+    """Serve a simulated Powerwall gateway (a Powerwall 3 with --firmware pw3) over HTTPS until
+    Ctrl-C.
+    """
     from surplus.integrations.powerwall.simstate import FAULTS, FIRMWARE, PowerwallSimulator
     from surplus.integrations.powerwall.simulator import serve
 
@@ -394,13 +429,16 @@ def sim_powerwall(
     if password == "":
         raise typer.BadParameter("must not be empty", param_hint="--password")
     password = password or secrets.token_urlsafe(9)
-    sim = PowerwallSimulator(password, firmware=firmware)
+    sim = PowerwallSimulator(
+        password, firmware=firmware, lockout_after=lockout_after, busy_rate=busy_rate
+    )
     sim.faults.add(*(fault or []))
 
     def ready(served: ServedSimulator) -> None:
         lines = [
             f"Powerwall simulator (firmware {served.sim.firmware.version}) is ready",
             f"  url:         {served.url}",
+            *([f"  http:        {served.http_url}"] if served.http_url else []),
             f"  password:    {password}",
             f"  fingerprint: {served.fingerprint}",
             f"  faults:      {', '.join(sorted(served.sim.faults.active)) or 'none'}",
@@ -410,10 +448,11 @@ def sim_powerwall(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     try:
-        serve(sim, host=host, port=port, ready=ready)
+        serve(sim, host=host, port=port, http_port=http_port, ready=ready)
     except OSError as err:
+        ports = f"{port}" if http_port is None else f"{port} and {http_port}"
         err_console.print(
-            f"error: cannot serve on {host}:{port} ({err.strerror or err})",
+            f"error: cannot serve on {host}:{ports} ({err.strerror or err})",
             style="red",
             markup=False,
             highlight=False,

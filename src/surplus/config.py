@@ -4,6 +4,7 @@
     [site]          the engine's ``SiteSettings`` but its loadpoints (battery, planner, stale...)
     [[devices]]     one table per device; its ``type`` picks its model in the registry
     [[loadpoints]]  the engine's ``LoadpointSettings``, plus the device that is its charger
+    [tariff]        the owner's time-of-use tariff (``TimeOfUseTariff``): the planner's prices
 
 ``load_config`` raises one ``ConfigError`` naming the file and, for each problem, its key path
 (``devices[0].password``) or, for a TOML syntax error, its line and column. No message quotes
@@ -32,6 +33,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from surplus.control.settings import LoadpointSettings, SiteSettings, parse_settings
 from surplus.domain.errors import ConfigError
 from surplus.integrations.registry import DEVICE_TYPES, DeviceConfig
+from surplus.tariffs import TimeOfUseTariff
 
 __all__ = [
     "LoadpointConfig",
@@ -100,6 +102,7 @@ class ServiceConfig(BaseModel):
     site: SiteSection = SiteSection()
     devices: list[Annotated[DeviceConfig, PlainValidator(_device)]] = Field(default_factory=list)
     loadpoints: list[LoadpointConfig] = Field(default_factory=list)
+    tariff: TimeOfUseTariff | None = None  # without it there are no prices and no plan
 
     @model_validator(mode="wrap")
     @classmethod

@@ -24,8 +24,8 @@ from surplus.integrations.powerwall.simulator import (
     ServedSimulator,
     running_simulator,
 )
+from surplus.runtime.datadir import VAULT_FILE, open_vault
 from surplus.runtime.service import Service, until_signalled
-from surplus.security.vault import Vault
 
 __all__ = [
     "DEVICE",
@@ -114,8 +114,7 @@ def write_demo_files(
     """Store ``password`` in the vault of ``data_dir`` and write a config file naming it, the
     gateway polled every ``poll_s``; returns the config file's path."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    vault = Vault.open(data_dir / "secrets.vault", key_file=data_dir / "vault.key")
-    vault.set(PASSWORD_SECRET, password)
+    open_vault(data_dir).set(PASSWORD_SECRET, password)
     path = data_dir / CONFIG_FILE
     path.write_text(
         f"""# Written by `surplus demo` for its simulated gateway (rewritten at each start).
@@ -127,10 +126,25 @@ data_dir = {_toml(str(data_dir))}
 type = "powerwall"
 name = "{DEVICE}"
 host = {_toml(served.url)}
-password_secret = "{PASSWORD_SECRET}"  # in secrets.vault beside this file
+password_secret = "{PASSWORD_SECRET}"  # in {VAULT_FILE} beside this file
 fingerprint = "{served.fingerprint}"
 poll_interval_s = {poll_s}
 timeout_s = 5.0
+
+# a time-of-use tariff: the planner charges the battery in cheap hours for dear ones
+[tariff]
+import_eur_per_kwh = 0.30
+export_eur_per_kwh = 0.07
+
+[[tariff.periods]]
+from = "00:00"
+to = "06:00"
+import_eur_per_kwh = 0.18
+
+[[tariff.periods]]
+from = "17:00"
+to = "21:00"
+import_eur_per_kwh = 0.42
 
 [[loadpoints]]
 name = "carport"

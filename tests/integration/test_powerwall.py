@@ -14,9 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -41,46 +39,16 @@ from surplus.integrations.powerwall.simulator import (
     running_simulator,
 )
 from surplus.security.vault import Secret
+from tests import powerwall_kit as kit
+from tests.powerwall_kit import LOGIN, MonoClock, SimClock
 
 PASSWORD = "Zq7-secret-Pw"
-LOGIN = "POST /api/login/Basic"
-T0 = datetime(2024, 6, 10, 12, 0, tzinfo=UTC)
 
 
-class SimClock:
-    """The simulated site's time, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class MonoClock:
-    """The client's monotonic clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@asynccontextmanager
-async def gateway(
+def gateway(
     sim: PowerwallSimulator | None = None, **client_kwargs: Any
-) -> AsyncIterator[tuple[ServedSimulator, PowerwallClient]]:
-    """A served simulator and a client pinned to it."""
-    sim = sim if sim is not None else PowerwallSimulator(PASSWORD)
-    client_kwargs.setdefault("write_retry_delay_s", 0.0)
-    async with running_simulator(sim) as served:
-        client = PowerwallClient(served.url, Secret(PASSWORD), served.fingerprint, **client_kwargs)
-        async with client:
-            yield served, client
+) -> AbstractAsyncContextManager[tuple[ServedSimulator, PowerwallClient]]:
+    return kit.gateway(sim or PowerwallSimulator(PASSWORD), PASSWORD, **client_kwargs)
 
 
 # --- the simulator's own doors ---

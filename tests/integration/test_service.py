@@ -28,10 +28,12 @@ from surplus.config import load_config
 from surplus.control.settings import SiteSettings
 from surplus.control.state import BatteryCommand, BatteryMode, ControlState, Decision
 from surplus.demo import demo_simulator, write_demo_files
-from surplus.domain.errors import NotSupportedError, UnavailableError
+from surplus.domain.errors import NotSupportedError, SurplusError, UnavailableError
 from surplus.domain.readings import BatteryState, MeterReading
+from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.adapter import PowerwallReading
 from surplus.integrations.powerwall.simulator import running_simulator
+from surplus.runtime import service as service_module
 from surplus.runtime.devices import Device
 from surplus.runtime.loop import ControlLoop
 from surplus.runtime.poller import Poller
@@ -297,3 +299,42 @@ def test_run_refuses_a_bad_config_naming_each_key_path(
     lines = result.stderr.splitlines()
     for path in paths:
         assert any(f"{path}:" in line for line in lines), (path, lines)
+
+
+async def test_a_reserve_left_raised_by_an_earlier_run_is_put_back(tmp_path: Path) -> None:
+    """At start the engine's battery mode is sent even though it did not change: a gateway
+    left holding (a raised reserve) by a run that was killed goes back to normal."""
+    sim = demo_simulator("Pw-reserve-3k", speed=1)
+    sim.operation = sim.operation.model_copy(
+        update={"backup_reserve_percent": m.app_to_raw_pct(80.0)}
+    )
+    async with running_simulator(sim) as served:
+        path = write_demo_files(tmp_path, served, "Pw-reserve-3k", poll_s=0.2)
+        text = path.read_text()  # without the tariff: the engine keeps to self-consumption
+        path.write_text(text[: text.index("# a time-of-use tariff")])
+        config = load_config(path)
+        task = asyncio.create_task(Service(config, api_port=0).run())
+        try:
+            deadline = time.monotonic() + 10
+            while m.raw_to_app_pct(sim.operation.backup_reserve_percent) > 20.5:
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # the write's read-back, then its log entry
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert sim.operation.real_mode == m.RealMode.SELF_CONSUMPTION
+    with Store.open(tmp_path / "surplus.db") as store:
+        now = datetime.now(UTC)
+        entries = store.log.between(now - timedelta(minutes=1), now + timedelta(minutes=1))
+    assert [(e.command["battery_mode"], e.result) for e in entries] == [("normal", "ok")]
+
+
+async def test_a_task_that_fails_at_start_is_one_error_not_a_group(tmp_path: Path) -> None:
+    async def fail() -> None:
+        raise SurplusError("the API could not start")
+
+    with pytest.raises(SurplusError, match="could not start"), service_module._one_error():
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail())

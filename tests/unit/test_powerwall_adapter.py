@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,12 +28,13 @@ from surplus.domain.errors import NotSupportedError, UnavailableError
 from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.adapter import CAPABILITIES, PowerwallAdapter
 from surplus.integrations.powerwall.client import PowerwallClient
+from surplus.integrations.powerwall.simstate import FIRMWARE
 from surplus.integrations.powerwall.simulator import PowerwallSimulator, running_simulator
 from surplus.security.vault import Secret
 from surplus.sim.devices import HomeBattery
+from tests.powerwall_kit import T0, SimClock
 
 PASSWORD = "adapter-test-pw"
-T0 = datetime(2024, 6, 10, 12, 0, tzinfo=UTC)
 AGGREGATES = "GET /api/meters/aggregates"
 WRITE = "POST /api/operation"
 ALL_PROTOCOLS = (
@@ -49,19 +50,6 @@ ALL_PROTOCOLS = (
 )
 
 
-class Clock:
-    """Time for both the simulated site and the adapter, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 def pack(energy_wh: float = 8_100.0) -> HomeBattery:
     """A 13.5 kWh pack at 60 % raw, with limits unlike ``BatteryState``'s defaults."""
     return HomeBattery(
@@ -69,14 +57,14 @@ def pack(energy_wh: float = 8_100.0) -> HomeBattery:
     )
 
 
-def simulator(clock: Clock, **kwargs: Any) -> PowerwallSimulator:
+def simulator(clock: SimClock, **kwargs: Any) -> PowerwallSimulator:
     kwargs.setdefault("battery", pack())
     return PowerwallSimulator(PASSWORD, clock=clock, **kwargs)
 
 
 @asynccontextmanager
 async def gateway(
-    sim: PowerwallSimulator, clock: Clock, **adapter_kwargs: Any
+    sim: PowerwallSimulator, clock: SimClock, **adapter_kwargs: Any
 ) -> AsyncIterator[PowerwallAdapter]:
     """``sim`` served on 127.0.0.1 and an adapter over a client pinned to it."""
     async with running_simulator(sim) as served:
@@ -92,7 +80,7 @@ async def gateway(
 
 
 async def test_it_satisfies_exactly_the_declared_capabilities() -> None:
-    clock = Clock()
+    clock = SimClock()
     async with gateway(simulator(clock), clock) as adapter:
         satisfied = {p for p in ALL_PROTOCOLS if isinstance(adapter, p)}
     assert satisfied == set(CAPABILITIES) == {Meter, Battery, BatteryController}
@@ -111,7 +99,7 @@ async def test_it_satisfies_exactly_the_declared_capabilities() -> None:
 async def test_a_site_read_gives_flows_and_soc_in_domain_signs_and_scales(
     solar_w: float, load_w: float, battery_w: float, grid_w: float
 ) -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock, solar_w=solar_w, load_w=load_w)
     async with gateway(sim, clock) as adapter:
         reading = await adapter.read_site()
@@ -130,7 +118,7 @@ async def test_a_site_read_gives_flows_and_soc_in_domain_signs_and_scales(
 
 
 async def test_every_part_is_stamped_when_the_last_answer_arrived() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
 
     def answers_so_far() -> datetime:  # one second per request the gateway has answered
@@ -147,7 +135,7 @@ async def test_every_part_is_stamped_when_the_last_answer_arrived() -> None:
 
 
 async def test_night_solar_noise_reads_zero_but_real_production_does_not() -> None:
-    clock = Clock()
+    clock = SimClock()
     async with gateway(simulator(clock, solar_w=7.0, load_w=500.0), clock) as adapter:
         night = await adapter.read_site()
     async with gateway(simulator(clock, solar_w=60.0, load_w=500.0), clock) as adapter:
@@ -157,7 +145,7 @@ async def test_night_solar_noise_reads_zero_but_real_production_does_not() -> No
 
 
 async def test_meter_and_battery_share_one_round_until_it_is_too_old() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
     async with gateway(sim, clock, max_age_s=5.0) as adapter:
         battery = await adapter.read_battery()  # no round yet: reads one
@@ -174,7 +162,7 @@ async def test_meter_and_battery_share_one_round_until_it_is_too_old() -> None:
 
 
 async def test_a_stopped_sitemaster_surfaces_as_unavailable() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
     sim.faults.add("sitemaster_stopped")
     async with gateway(sim, clock) as adapter:
@@ -198,7 +186,7 @@ async def test_a_stopped_sitemaster_surfaces_as_unavailable() -> None:
 async def test_each_mode_sets_self_consumption_and_a_reserve_once(
     mode: BatteryMode, reserve_raw: float
 ) -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock, real_mode=m.RealMode.BACKUP, backup_reserve_raw=50.0)
     async with gateway(sim, clock, normal_reserve_pct=30.0) as adapter:
         await adapter.set_battery_mode(mode)
@@ -211,7 +199,7 @@ async def test_each_mode_sets_self_consumption_and_a_reserve_once(
 
 
 async def test_a_hold_keeps_the_level_it_began_at_as_the_charge_moves() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
     async with gateway(sim, clock, max_age_s=5.0) as adapter:
         await adapter.set_battery_mode(BatteryMode.HOLD)
@@ -224,7 +212,7 @@ async def test_a_hold_keeps_the_level_it_began_at_as_the_charge_moves() -> None:
 
 
 async def test_a_mode_already_in_effect_on_the_gateway_sends_no_write() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock, backup_reserve_raw=m.app_to_raw_pct(20.0))
     async with gateway(sim, clock, normal_reserve_pct=20.0) as adapter:
         await adapter.set_battery_mode(BatteryMode.NORMAL)
@@ -233,7 +221,7 @@ async def test_a_mode_already_in_effect_on_the_gateway_sends_no_write() -> None:
 
 
 async def test_every_change_of_mode_is_written() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
     async with gateway(sim, clock, normal_reserve_pct=20.0) as adapter:
         for mode in (BatteryMode.NORMAL, BatteryMode.CHARGE, BatteryMode.NORMAL):
@@ -246,7 +234,7 @@ async def test_every_change_of_mode_is_written() -> None:
 
 @pytest.mark.parametrize("mode", [BatteryMode.IDLE, BatteryMode.DISCHARGE])
 async def test_idle_and_discharge_are_not_supported(mode: BatteryMode) -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
     before = sim.operation
     async with gateway(sim, clock) as adapter:
@@ -257,7 +245,7 @@ async def test_idle_and_discharge_are_not_supported(mode: BatteryMode) -> None:
 
 
 async def test_nothing_changes_while_the_grid_is_down_and_the_mode_is_set_once_back() -> None:
-    clock = Clock()
+    clock = SimClock()
     sim = simulator(clock)
     sim.faults.add("grid_down")
     before = sim.operation
@@ -276,3 +264,36 @@ async def test_nothing_changes_while_the_grid_is_down_and_the_mode_is_set_once_b
         await adapter.set_battery_mode(BatteryMode.CHARGE)
     assert sim.operation.backup_reserve_percent == 100.0
     assert sim.requests[WRITE] == 1
+
+
+# --- degraded gateways ---
+
+
+async def test_without_system_status_the_last_known_limits_stand_in() -> None:
+    clock = SimClock()
+    sim = simulator(clock, solar_w=1_000.0, load_w=8_000.0)
+    async with gateway(sim, clock, max_age_s=0.0) as adapter:
+        full = await adapter.read_site()
+        sim.firmware = FIRMWARE["pw3"]  # a firmware update took /api/system_status away
+        degraded = await adapter.read_site()
+    assert degraded.battery.capacity_wh == full.battery.capacity_wh == pytest.approx(12_825.0)
+    assert (degraded.battery.max_charge_w, degraded.battery.max_discharge_w) == (3_300.0, 4_600.0)
+    assert degraded.battery.power_w == pytest.approx(4_600.0)
+    assert degraded.grid_status == m.GridStatus.CONNECTED
+    assert sim.requests["GET /api/system_status/grid_status"] == 1
+
+
+async def test_the_default_limits_can_be_configured() -> None:
+    clock = SimClock()
+    sim = simulator(clock, firmware="pw3")
+    async with gateway(sim, clock, default_capacity_wh=10_000.0, default_max_w=3_000.0) as adapter:
+        battery = await adapter.read_battery()
+    assert battery.capacity_wh == 10_000.0
+    assert (battery.max_charge_w, battery.max_discharge_w) == (3_000.0, 3_000.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"default_capacity_wh": 0.0}, {"default_max_w": -1.0}])
+def test_default_limits_must_be_positive(kwargs: dict[str, float]) -> None:
+    client = PowerwallClient("https://127.0.0.1:1", Secret(PASSWORD))
+    with pytest.raises(ValueError, match="must be positive"):
+        PowerwallAdapter(client, "powerwall", **kwargs)

@@ -1,7 +1,7 @@
 """The read-only REST API, as a Starlette app over the running service's parts.
 
-    GET /api/v1/state     the site's latest readings (each with its time and age), the
-                          loadpoints, and the state of each integration
+    GET /api/v1/state     the site's latest readings (each with its time, its age and
+                          whether it is stale), the loadpoints, and each integration's state
     GET /api/v1/history   ?series=<device>.<quantity>&from=<ISO 8601>&to=<ISO 8601>&step=<s>
                           the recorded series in buckets of ``step`` seconds
 
@@ -25,11 +25,14 @@ from starlette.routing import Route
 from surplus.domain.readings import BatteryState, MeterReading
 from surplus.runtime.devices import Device, site_device
 from surplus.runtime.loop import ControlLoop
+from surplus.runtime.poller import Health
 from surplus.store.series import Series, level_for
 
 __all__ = ["MAX_BUCKETS", "create_app"]
 
 MAX_BUCKETS = 10_000  # per history answer
+# A reading is stale while its device fails, or once it missed this many polls and the grace.
+STALE_INTERVALS, STALE_GRACE_S = 3, 1.0
 MAX_STEP_S = 366 * 86_400
 
 
@@ -114,23 +117,31 @@ def create_app(
 def _site(devices: Sequence[Device], now: datetime) -> dict[str, Any]:
     device = site_device(devices)
     reading = device.latest if device is not None else None
-    if reading is None:
-        return dict.fromkeys(("grid_w", "solar_w", "home_w", "battery_w", "battery_soc_pct"))
-    return {
-        "grid_w": _value(reading.grid, now),
-        "solar_w": _value(reading.pv, now),
-        "home_w": _value(reading.load, now),
-        "battery_w": _value(reading.battery, now),
-        "battery_soc_pct": _value(reading.battery, now, soc=True),
-    }
+    if device is None or reading is None:
+        return {
+            "source": None,
+            **dict.fromkeys(("grid_w", "solar_w", "home_w", "battery_w", "battery_soc_pct")),
+        }
+    failing = device.state.health != Health.OK
+    interval_s = device.poller.interval_s if device.poller is not None else 0.0
 
+    def value(reading: MeterReading | BatteryState, *, soc: bool = False) -> dict[str, Any]:
+        number = reading.soc_pct if soc and isinstance(reading, BatteryState) else reading.power_w
+        age_s = (now - reading.at).total_seconds()
+        return {
+            "value": number,
+            "at": reading.at.isoformat(),
+            "age_s": round(age_s, 3),
+            "stale": failing or age_s > STALE_INTERVALS * interval_s + STALE_GRACE_S,
+        }
 
-def _value(reading: MeterReading | BatteryState, now: datetime, *, soc: bool = False) -> Any:
-    value = reading.soc_pct if soc and isinstance(reading, BatteryState) else reading.power_w
     return {
-        "value": value,
-        "at": reading.at.isoformat(),
-        "age_s": round((now - reading.at).total_seconds(), 3),
+        "source": device.name,
+        "grid_w": value(reading.grid),
+        "solar_w": value(reading.pv),
+        "home_w": value(reading.load),
+        "battery_w": value(reading.battery),
+        "battery_soc_pct": value(reading.battery, soc=True),
     }
 
 

@@ -7,7 +7,6 @@ day become known once a day at the publication time of the day before, never ear
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -85,46 +84,6 @@ class FixedTariff:
             np.full(n, self.import_eur_per_kwh),
             np.full(n, self.export_eur_per_kwh),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Zone:
-    """A time-of-use zone: weekdays (0 = Monday) and local hours [from, to) at one price."""
-
-    price_eur_per_kwh: float
-    from_hour: int = 0
-    to_hour: int = 24
-    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
-
-
-class TimeOfUseTariff:
-    """A default price with zones that override it at given local hours and days."""
-
-    def __init__(
-        self,
-        default_eur_per_kwh: float,
-        zones: Sequence[Zone],
-        tz: str,
-        export_eur_per_kwh: float = 0.0,
-    ) -> None:
-        self.default = default_eur_per_kwh
-        self.zones = tuple(zones)
-        self.tz = ZoneInfo(tz)
-        self.export_eur_per_kwh = export_eur_per_kwh
-
-    def price_at(self, at: datetime) -> float:
-        local = at.astimezone(self.tz)
-        price = self.default
-        for zone in self.zones:
-            if local.weekday() in zone.days and zone.from_hour <= local.hour < zone.to_hour:
-                price = zone.price_eur_per_kwh
-        return price
-
-    def known_rates(self, now: datetime, horizon: timedelta = timedelta(days=2)) -> Rates:
-        start = floor_slot(now)
-        n = int(horizon / SLOT)
-        imp = np.array([self.price_at(start + SLOT * i) for i in range(n)])
-        return Rates(start, imp, np.full(n, self.export_eur_per_kwh))
 
 
 class DayAheadTariff:

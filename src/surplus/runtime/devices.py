@@ -4,6 +4,14 @@
 device that cannot be built (its secret is missing from the vault) is kept, without a
 poller, in the state "needs re-authentication", so the others run on and the API says why.
 Every successful reading goes to the store's recorder as one sample per quantity.
+
+A device that needs re-authentication (a refused password, a missing secret, a certificate
+other than the pinned one) is not retried: a login loop locks gateways and accounts. It
+waits until what it is built from changes (the vault file, after ``surplus secret set``,
+or its pin, after ``surplus pin``) and is then built and polled again, without a restart.
+
+Certificates: a device whose config names no fingerprint gets the one pinned in the store;
+the one it trusted on first use is pinned there at its first good reading.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from surplus.domain.errors import StoreError, VaultError
@@ -22,13 +31,16 @@ from surplus.integrations.registry import Adapter, Client, DeviceConfig, build_d
 from surplus.runtime.backoff import Backoff
 from surplus.runtime.poller import Health, Poller, PollState
 from surplus.security.vault import Secret, Vault
+from surplus.store.pins import Pins
 from surplus.store.recorder import Recorder
 
-__all__ = ["Device", "SiteReading", "build_devices", "samples", "site_device"]
+__all__ = ["Builder", "Device", "SiteReading", "build_devices", "samples", "site_device"]
 
 log = logging.getLogger(__name__)
 
-RESTART_BACKOFF = Backoff(initial_s=5.0, max_s=300.0)
+POLL_BACKOFF = Backoff()  # after a failed poll
+RESTART_BACKOFF = Backoff(initial_s=5.0, max_s=300.0)  # after a poller crashed
+RECHECK_S = 5.0  # how often a device needing re-authentication looks for new credentials
 _rng = random.Random()
 
 
@@ -56,6 +68,85 @@ def samples(reading: SiteReading) -> list[tuple[str, str, float, datetime]]:
     ]
 
 
+class Builder:
+    """Builds one device from its config, the vault and its pin; again on new credentials."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        open_vault: Callable[[], Vault],
+        vault_path: Path,
+        pins: Pins,
+        recorder: Recorder,
+        now: Callable[[], datetime],
+        on_secrets: Callable[[Sequence[Secret]], None],
+        recheck_s: float = RECHECK_S,
+    ) -> None:
+        self.config = config
+        self._open_vault = open_vault
+        self._vault_path = vault_path
+        self._pins = pins
+        self._recorder = recorder
+        self._now = now
+        self._on_secrets = on_secrets
+        self.recheck_s = recheck_s
+
+    def credentials(self) -> tuple[object, ...]:
+        """What a new attempt would be built from: it differs once the owner changed it."""
+        try:
+            stat = self._vault_path.stat()
+            vault: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            vault = None
+        pin = self._pins.get(self.config.name)
+        return (vault, pin.fingerprint if pin else None)
+
+    def build(self, vault: Vault | None = None) -> Device:
+        """The device polled, or held back ("needs re-authentication") when its secret is
+        missing from the vault."""
+        config = self.config
+        try:
+            pin = self._pins.get(config.name)
+            built = build_device(
+                config,
+                vault if vault is not None else self._open_vault(),
+                self._now,
+                pinned=pin.fingerprint if pin else None,
+            )
+        except VaultError as err:
+            log.error("%s: cannot be set up: %s", config.name, err)
+            return Device(config.name, config.type, None, None, None, str(err), builder=self)
+        self._on_secrets(built.secrets)
+        poller: Poller[SiteReading] = Poller(
+            config.name,
+            built.adapter.read_site,
+            config.poll_interval_s,
+            config.timeout_s,
+            POLL_BACKOFF,
+            on_reading=self._on_reading(built.client),
+            now=self._now,
+        )
+        return Device(config.name, config.type, built.adapter, built.client, poller, builder=self)
+
+    def _on_reading(self, client: Client) -> Callable[[SiteReading], None]:
+        record = _recording(self.config.name, self._recorder)
+        pinned = self.config.fingerprint is not None
+
+        def on_reading(reading: SiteReading) -> None:
+            nonlocal pinned
+            record(reading)
+            if not pinned and client.fingerprint is not None:
+                pinned = True
+                try:
+                    if self._pins.get(self.config.name) is None:
+                        self._pins.set(self.config.name, client.fingerprint, self._now())
+                        log.info("%s: certificate %s pinned", self.config.name, client.fingerprint)
+                except StoreError as err:
+                    log.warning("%s: certificate not pinned: %s", self.config.name, err)
+
+        return on_reading
+
+
 @dataclass(eq=False)
 class Device:
     """One ``[[devices]]`` table at run time; ``adapter`` is None when it could not be built."""
@@ -66,6 +157,7 @@ class Device:
     client: Client | None
     poller: Poller[SiteReading] | None
     problem: str = ""  # why it could not be built
+    builder: Builder | None = None  # to build it again once its credentials change
 
     @property
     def state(self) -> PollState:
@@ -78,22 +170,47 @@ class Device:
         return None if self.poller is None else self.poller.latest
 
     async def run(self) -> None:
-        """Poll until cancelled or until the device stops it (re-authentication, not
-        supported); an unexpected error is logged and polling starts again after a pause."""
-        if self.poller is None:
-            return
+        """Poll until cancelled or until the device refuses the call (not supported); after
+        a refusal of its credentials, wait for new ones and poll again."""
+        while True:
+            if self.poller is not None:
+                await self._poll(self.poller)
+            if self.builder is None or self.state.health != Health.NEEDS_REAUTH:
+                return
+            await self._rebuild_on_new_credentials(self.builder)
+
+    async def _poll(self, poller: Poller[SiteReading]) -> None:
+        """An unexpected error is logged and polling starts again after a pause."""
         failures = 0
         while True:
             try:
-                await self.poller.run()
+                await poller.run()
                 return
             except Exception as err:
                 failures += 1
                 log.exception("%s: polling failed unexpectedly; restarting it", self.name)
-                self.poller.state = replace(
-                    self.poller.state, health=Health.STALE, detail=f"unexpected error: {err}"
+                poller.state = replace(
+                    poller.state, health=Health.STALE, detail=f"unexpected error: {err}"
                 )
                 await asyncio.sleep(RESTART_BACKOFF.delay_s(failures, _rng))
+
+    async def _rebuild_on_new_credentials(self, builder: Builder) -> None:
+        seen = builder.credentials()
+        while True:
+            await asyncio.sleep(builder.recheck_s)
+            current = builder.credentials()
+            if current == seen:
+                continue
+            seen = current
+            log.info("%s: its credentials changed; trying them", self.name)
+            fresh = builder.build()
+            old = self.client
+            self.adapter, self.client, self.poller = fresh.adapter, fresh.client, fresh.poller
+            self.problem = fresh.problem
+            if old is not None:
+                await old.aclose()
+            if self.poller is not None:
+                return
 
     async def aclose(self) -> None:
         if self.client is not None:
@@ -103,30 +220,21 @@ class Device:
 def build_devices(
     configs: Iterable[DeviceConfig],
     vault: Vault,
+    pins: Pins,
     recorder: Recorder,
     now: Callable[[], datetime],
-) -> tuple[list[Device], list[Secret]]:
-    """The devices, and every credential they hold (to be redacted from the logs)."""
-    devices: list[Device] = []
-    held: list[Secret] = []
-    for config in configs:
-        try:
-            built = build_device(config, vault, now)
-        except VaultError as err:
-            log.error("%s: cannot be set up: %s", config.name, err)
-            devices.append(Device(config.name, config.type, None, None, None, str(err)))
-            continue
-        held.extend(built.secrets)
-        poller: Poller[SiteReading] = Poller(
-            config.name,
-            built.adapter.read_site,
-            config.poll_interval_s,
-            config.timeout_s,
-            on_reading=_recording(config.name, recorder),
-            now=now,
-        )
-        devices.append(Device(config.name, config.type, built.adapter, built.client, poller))
-    return devices, held
+    on_secrets: Callable[[Sequence[Secret]], None],
+    *,
+    reopen_vault: Callable[[], Vault] | None = None,
+    recheck_s: float = RECHECK_S,
+) -> list[Device]:
+    """The devices; ``on_secrets`` is told every credential they hold (for the log
+    redaction), and ``reopen_vault`` opens the vault again when credentials change."""
+    reopen = reopen_vault if reopen_vault is not None else (lambda: vault)
+    return [
+        Builder(config, reopen, vault.path, pins, recorder, now, on_secrets, recheck_s).build(vault)
+        for config in configs
+    ]
 
 
 def site_device(devices: Sequence[Device]) -> Device | None:

@@ -29,12 +29,11 @@ import uvicorn
 from surplus.api.app import create_app
 from surplus.config import ServiceConfig
 from surplus.domain.errors import ConfigError, SurplusError
-from surplus.runtime.devices import build_devices
+from surplus.runtime.datadir import open_store, open_vault
+from surplus.runtime.devices import RECHECK_S, build_devices
 from surplus.runtime.loop import ControlLoop
 from surplus.runtime.maintenance import PRUNE_INTERVAL_S, prune_periodically
 from surplus.security.redact import SecretFilter
-from surplus.security.vault import Vault
-from surplus.store import Store
 
 __all__ = ["DEFAULT_TICK_S", "Service", "until_signalled"]
 
@@ -46,7 +45,8 @@ DEFAULT_TICK_S = 10.0  # the control tick without any device to take the interva
 class Service:
     """The service of one config file; ``data_dir`` and ``api_port`` override the file's
     (``api_port`` 0 picks a free port). ``on_ready`` is told the API's URL once it listens;
-    the store is pruned every ``prune_interval_s``, starting at once."""
+    the store is pruned every ``prune_interval_s``, starting at once; a device needing
+    re-authentication looks for new credentials every ``recheck_s``."""
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class Service:
         api_port: int | None = None,
         on_ready: Callable[[str], None] | None = None,
         prune_interval_s: float = PRUNE_INTERVAL_S,
+        recheck_s: float = RECHECK_S,
     ) -> None:
         host = config.service.api_host
         if not _is_loopback(host):
@@ -76,20 +77,27 @@ class Service:
         self._now = now
         self._on_ready = on_ready
         self._prune_interval_s = prune_interval_s
+        self._recheck_s = recheck_s
 
     async def run(self) -> None:
         """Run until cancelled; a ``SurplusError`` if the store, vault or port is unusable."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = Store.open(self.data_dir / "surplus.db")
+        store = open_store(self.data_dir)
         try:
-            vault = Vault.open(
-                self.data_dir / "secrets.vault", key_file=self.data_dir / "vault.key"
-            )
+            vault = open_vault(self.data_dir)
             redactor = SecretFilter()
             vault.attach(redactor)
             _install_everywhere(redactor)
-            devices, held = build_devices(self.config.devices, vault, store.recorder, self._now)
-            redactor.add(*(secret.reveal() for secret in held))
+            devices = build_devices(
+                self.config.devices,
+                vault,
+                store.pins,
+                store.recorder,
+                self._now,
+                lambda held: redactor.add(*(secret.reveal() for secret in held)),
+                reopen_vault=lambda: open_vault(self.data_dir),
+                recheck_s=self._recheck_s,
+            )
             tick_s = min((d.poll_interval_s for d in self.config.devices), default=DEFAULT_TICK_S)
             loop = ControlLoop(
                 self.config.site_settings(),
@@ -98,10 +106,11 @@ class Service:
                 store.log,
                 tick_s,
                 self._now,
+                self.config.tariff,
             )
             app = create_app(devices, loop, store.series, self._now)
             try:
-                with _listening(self._host, self._port) as sock:
+                with _listening(self._host, self._port) as sock, _one_error():
                     async with asyncio.TaskGroup() as tasks:
                         for device in devices:
                             tasks.create_task(device.run(), name=f"poll {device.name}")
@@ -187,6 +196,27 @@ def _install_everywhere(redactor: SecretFilter) -> None:
                 handler.addFilter(redactor)
 
 
+@contextlib.contextmanager
+def _one_error() -> Iterator[None]:
+    """A task group's failure as the one error inside it, when there is one: the command
+    line then says it on one line instead of printing the group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -197,9 +227,15 @@ def _is_loopback(host: str) -> bool:
 @contextlib.contextmanager
 def _listening(host: str, port: int) -> Iterator[socket.socket]:
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    # IPPROTO_TCP named: asyncio turns Nagle's algorithm off only on such sockets, and with
+    # it on every small answer waits for the client's delayed ACK (about 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock = socket.create_server((host, port), family=family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
     except OSError as err:
+        sock.close()
         raise SurplusError(
             f"the API cannot listen on {host}:{port}: {err.strerror or err}"
         ) from err

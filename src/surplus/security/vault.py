@@ -192,7 +192,11 @@ class Vault:
     def get(self, name: str) -> Secret:
         sealed = self._envelope.entries.get(name)
         if sealed is None:
-            raise VaultError(self._path, "no such entry; store it with Vault.set first", name)
+            raise VaultError(
+                self._path,
+                f"no such entry; store it with: surplus secret set {name} --config <file>",
+                name,
+            )
         try:
             return Secret(_open(self._aead, sealed, _entry_aad(name)).decode())
         except InvalidTag:

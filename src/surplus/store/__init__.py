@@ -1,10 +1,11 @@
 """The embedded store: one SQLite file holding what surplus saw, did and charged.
 
 ``Store.open(path)`` gives ``.series`` (time series, rollups, history, retention),
-``.recorder`` (what each poll calls), ``.log`` (the decision log) and ``.sessions``
-(charging sessions). A crash or kill -9 loses at most the recorder's last unflushed
-interval; opening the file again continues the same history. Every datetime in the API is
-timezone-aware; a naive one is refused.
+``.recorder`` (what each poll calls), ``.log`` (the decision log), ``.sessions``
+(charging sessions) and ``.pins`` (certificates trusted on first use). A crash or
+kill -9 loses at most the recorder's last unflushed interval; opening the file again
+continues the same history. Every datetime in the API is timezone-aware; a naive one is
+refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import TracebackType
 
 from surplus.store.db import Database, Synchronous
 from surplus.store.log import DecisionLog, LogEntry
+from surplus.store.pins import Pin, Pins
 from surplus.store.recorder import Recorder
 from surplus.store.series import (
     RAW,
@@ -33,6 +35,8 @@ __all__ = [
     "DecisionLog",
     "EnergySplit",
     "LogEntry",
+    "Pin",
+    "Pins",
     "Point",
     "Recorder",
     "Retention",
@@ -55,6 +59,7 @@ class Store:
         self.recorder = recorder
         self.log = log
         self.sessions = sessions
+        self.pins = Pins(db)
 
     @classmethod
     def open(

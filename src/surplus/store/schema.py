@@ -111,6 +111,15 @@ CREATE TABLE charging_session (
 ) STRICT
 """
 
+# the certificate fingerprint trusted for a device whose config names none
+_DEVICE_PIN = """
+CREATE TABLE device_pin (
+    device TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    pinned_ms INTEGER NOT NULL
+) STRICT
+"""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         _SERIES,
@@ -128,6 +137,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE end_ms IS NULL""",
         "CREATE INDEX charging_session_start ON charging_session (start_ms)",
     ),
+    (_DEVICE_PIN,),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,12 @@ Readings: one round (``/api/meters/aggregates``, ``/api/system_status/soe``,
 it is younger than ``max_age_s``, so pollers of both capabilities share one round per tick
 and a caller of only one of them still gets fresh values.
 
+Degraded gateways: where ``/api/system_status`` is not offered (a Powerwall 3 lets the
+customer read only the meters, the state of energy and the grid status), the grid status
+comes from ``/api/system_status/grid_status`` and the capacity and power limits are the last
+ones the gateway gave, else ``default_capacity_wh`` and ``default_max_w``. Where the
+gateway refuses local operation writes, ``set_battery_mode`` raises ``NotSupportedError``.
+
 Scales: the state of charge is the app's (the local API's raw pack percentage less the
 hidden bottom 5 %), so the capacity is the part of ``nominal_full_pack_energy`` that scale
 covers (95 %): ``soc_pct / 100 * capacity_wh`` is the energy the pack can still give.
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 CAPABILITIES: Final = (Meter, Battery, BatteryController)
 SOLAR_NOISE_W = 20.0  # the solar meter reads about ±10 W at night; below this it is 0
 DEFAULT_NORMAL_RESERVE_PCT = 20.0  # Tesla's factory backup reserve, app scale
+DEFAULT_CAPACITY_WH = 13_500.0  # a Powerwall 2's usable energy: 0..100 % in the app's scale
+DEFAULT_MAX_W = 5_000.0  # a Powerwall 2's continuous charge and discharge power
 _RESERVE_TOLERANCE_PCT = 0.01  # app scale; the gateway echoes the raw value it was sent
 
 
@@ -62,7 +70,9 @@ class PowerwallReading:
 class PowerwallAdapter:
     """A Powerwall gateway as a ``Meter`` (the grid), a ``Battery`` and a ``BatteryController``.
 
-    ``normal_reserve_pct`` (app scale) is the backup reserve of ``BatteryMode.NORMAL``.
+    ``normal_reserve_pct`` (app scale) is the backup reserve of ``BatteryMode.NORMAL``;
+    ``default_capacity_wh`` (app scale) and ``default_max_w`` stand in for what a gateway
+    without ``/api/system_status`` never tells.
     """
 
     def __init__(
@@ -73,11 +83,18 @@ class PowerwallAdapter:
         normal_reserve_pct: float = DEFAULT_NORMAL_RESERVE_PCT,
         max_age_s: float = 5.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        default_capacity_wh: float = DEFAULT_CAPACITY_WH,
+        default_max_w: float = DEFAULT_MAX_W,
     ) -> None:
         if not 0.0 <= normal_reserve_pct <= 100.0:
             raise ValueError(f"normal_reserve_pct must be within 0..100, not {normal_reserve_pct}")
         if max_age_s < 0:
             raise ValueError(f"max_age_s must not be negative, not {max_age_s}")
+        if default_capacity_wh <= 0 or default_max_w <= 0:
+            raise ValueError(
+                "default_capacity_wh and default_max_w must be positive, not"
+                f" {default_capacity_wh} and {default_max_w}"
+            )
         self.name = name
         self._client = client
         self._normal_reserve_pct = normal_reserve_pct
@@ -86,6 +103,9 @@ class PowerwallAdapter:
         self._latest: PowerwallReading | None = None
         self._read_lock = asyncio.Lock()
         self._mode: BatteryMode | None = None  # what the gateway was last confirmed to do
+        # (capacity_wh, max_charge_w, max_discharge_w), the latest the gateway gave
+        self._limits = (default_capacity_wh, default_max_w, default_max_w)
+        self._degraded_logged = False
 
     def __repr__(self) -> str:
         return f"PowerwallAdapter({self.name!r}, {self._client!r})"
@@ -116,7 +136,17 @@ class PowerwallAdapter:
     async def _read(self) -> PowerwallReading:
         agg = await self._client.aggregates()
         soc_pct = await self._client.soe_pct()
-        system = await self._client.system_status()
+        system = await self._system_status()
+        if system is None:
+            grid_status = (await self._client.grid_status()).grid_status
+        else:
+            grid_status = system.system_island_state
+            self._limits = (
+                system.nominal_full_pack_energy * m.RESERVE_SCALE,
+                system.max_charge_power,
+                system.max_discharge_power,
+            )
+        capacity_wh, max_charge_w, max_discharge_w = self._limits
         at = self._now()
         solar_w = agg.solar.instant_power
         reading = PowerwallReading(
@@ -125,17 +155,37 @@ class PowerwallAdapter:
             battery=BatteryState(
                 soc_pct=soc_pct,
                 power_w=agg.battery.instant_power,
-                capacity_wh=system.nominal_full_pack_energy * m.RESERVE_SCALE,
+                capacity_wh=capacity_wh,
                 at=at,
-                max_charge_w=system.max_charge_power,
-                max_discharge_w=system.max_discharge_power,
+                max_charge_w=max_charge_w,
+                max_discharge_w=max_discharge_w,
             ),
             load=MeterReading(max(agg.load.instant_power, 0.0), at),
-            grid_status=system.system_island_state,
+            grid_status=grid_status,
             at=at,
         )
         self._latest = reading
         return reading
+
+    async def _system_status(self) -> m.SystemStatus | None:
+        """``/api/system_status``, or None where the gateway does not offer it."""
+        try:
+            return await self._client.system_status()
+        except NotSupportedError as err:
+            if not self._degraded_logged:
+                self._degraded_logged = True
+                capacity_wh, max_charge_w, max_discharge_w = self._limits
+                log.warning(
+                    "%s: no system status from this gateway (%s); reading the grid status"
+                    " alone and assuming a %.0f Wh capacity, %.0f W charge and %.0f W"
+                    " discharge",
+                    self.name,
+                    err,
+                    capacity_wh,
+                    max_charge_w,
+                    max_discharge_w,
+                )
+            return None
 
     # --- steering ---
 
@@ -157,7 +207,8 @@ class PowerwallAdapter:
         A mode already in effect sends nothing: the gateway's operation is read before
         the first write of each new mode and written only if it differs (writes are slow
         and stop sitemaster on old firmware). While the grid is not connected the client
-        refuses to write (``UnavailableError``) and nothing changes.
+        refuses to write (``UnavailableError``) and nothing changes. A gateway that refuses
+        the customer its operation (a Powerwall 3) raises ``NotSupportedError``.
         """
         wanted = BatteryMode(mode)
         if wanted in (BatteryMode.IDLE, BatteryMode.DISCHARGE):
@@ -170,16 +221,31 @@ class PowerwallAdapter:
         self._mode = None  # unknown until the gateway confirms the new one
         real_mode = m.RealMode.SELF_CONSUMPTION
         reserve_pct = await self._reserve_for(wanted)
-        current = await self._client.operation()
-        current_reserve_pct = m.raw_to_app_pct(current.backup_reserve_percent)
-        if (
-            current.real_mode != real_mode
-            or abs(current_reserve_pct - reserve_pct) > _RESERVE_TOLERANCE_PCT
-        ):
-            await self._client.set_operation(real_mode, reserve_pct)
-            log.info(
-                "%s: battery %s (%s, reserve %.0f %%)", self.name, wanted, real_mode, reserve_pct
-            )
+        # Only self_consumption is ever sent, which every firmware accepts: a NotSupportedError
+        # here is the gateway refusing the operation endpoint itself.
+        try:
+            current = await self._client.operation()
+            current_reserve_pct = m.raw_to_app_pct(current.backup_reserve_percent)
+            if (
+                current.real_mode != real_mode
+                or abs(current_reserve_pct - reserve_pct) > _RESERVE_TOLERANCE_PCT
+            ):
+                await self._client.set_operation(real_mode, reserve_pct)
+                log.info(
+                    "%s: battery %s (%s, reserve %.0f %%)",
+                    self.name,
+                    wanted,
+                    real_mode,
+                    reserve_pct,
+                )
+        except NotSupportedError as err:
+            raise NotSupportedError(
+                f"{self.name}: local writes of the operation (mode and backup reserve) are"
+                f" refused on this gateway ({err}); the customer account cannot change them"
+                " on a Powerwall 3 or where the firmware keeps them from it. Steer the battery"
+                " through the Tesla Fleet API (the energy site's operation and backup"
+                " commands) instead"
+            ) from err
         self._mode = wanted
 
     async def _reserve_for(self, mode: BatteryMode) -> float:

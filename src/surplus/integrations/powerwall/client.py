@@ -12,6 +12,13 @@ trusts the certificate it meets first and exposes its fingerprint for the caller
 from then on, as with a given fingerprint, a connection presenting any other certificate is
 refused during the handshake, before a password or token is sent.
 
+Removed endpoints: firmware drops endpoints (23.44 removed ``/api/devices/vitals``; a
+Powerwall 3 has no ``/api/status`` and refuses the customer most others). An optional
+endpoint (``OPTIONAL_PATHS``) that answers 404, or 403 even right after a fresh login, is
+remembered as unsupported for ``unsupported_ttl_s``: until then its calls raise
+``NotSupportedError`` without asking the gateway. The telemetry every caller needs
+(aggregates, state of energy, grid status) is never remembered so.
+
 Secrets: the password is held as a ``Secret`` and revealed only into the login body; neither
 it nor the session token appears in a log record, a repr or an exception text.
 """
@@ -38,15 +45,29 @@ from surplus.domain.errors import (
     UnavailableError,
 )
 from surplus.integrations.powerwall import models as m
-from surplus.integrations.powerwall.tls import fingerprint, normalize_fingerprint
+from surplus.integrations.powerwall.tls import (
+    fingerprint,
+    normalize_fingerprint,
+    presented_certificate,
+)
 from surplus.security.vault import Secret
 
-__all__ = ["CertificateMismatchError", "GatewayBusyError", "PowerwallClient"]
+__all__ = ["OPTIONAL_PATHS", "CertificateMismatchError", "GatewayBusyError", "PowerwallClient"]
 
 log = logging.getLogger(__name__)
 
 LOGIN_COOLDOWN_S = 300.0  # what pypowerwall waits after a 429; sooner risks a lockout
 BUSY_RETRY_S = 60.0
+UNSUPPORTED_TTL_S = 600.0  # pypowerwall negative-caches removed endpoints for 5-10 min
+OPTIONAL_PATHS = frozenset(
+    {
+        "/api/status",
+        "/api/system_status",
+        "/api/devices/vitals",
+        "/api/operation",
+        "/api/sitemaster",
+    }
+)
 SNI_NAME = "powerwall"  # a gateway aborts the handshake for names it does not know
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -79,8 +100,9 @@ class CertificateMismatchError(AuthenticationError):
         shown = f" {presented}" if presented else " another one"
         super().__init__(
             f"the gateway at {url} presented the certificate{shown}, not the pinned {pinned};"
-            " if the gateway was replaced, reset or got a new certificate, re-pin it: connect"
-            " once without a fingerprint (trust on first use), check and store the new one"
+            " if the gateway was replaced, reset or got a new certificate, check the new one"
+            " and pin it: surplus pin <device> --config <file> (or change the fingerprint in"
+            " the config file, if it names one)"
         )
 
 
@@ -103,9 +125,10 @@ class PowerwallClient:
         *,
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
-        login_cooldown_s: float = LOGIN_COOLDOWN_S,
+        login_cooldown_s: float | None = None,
         write_attempts: int = 3,
         write_retry_delay_s: float = 2.0,
+        unsupported_ttl_s: float = UNSUPPORTED_TTL_S,
     ) -> None:
         url = httpx.URL(host_url)
         if url.scheme != "https" or not url.host:
@@ -116,12 +139,17 @@ class PowerwallClient:
         self._fingerprint = normalize_fingerprint(fingerprint) if fingerprint else None
         self._timeout_s = timeout_s
         self._clock = clock
-        self._login_cooldown_s = login_cooldown_s
+        self._login_cooldown_s = LOGIN_COOLDOWN_S if login_cooldown_s is None else login_cooldown_s
         self._write_attempts = write_attempts
         self._write_retry_delay_s = write_retry_delay_s
+        self._unsupported_ttl_s = unsupported_ttl_s
+        self._unsupported: dict[str, tuple[float, int]] = {}  # path -> (ask again at, status)
         self._http: httpx.AsyncClient | None = None
         self._token: str | None = None
         self._blocked_until: float | None = None
+        # Once the password is refused, every later login would be refused too and count
+        # towards a lockout: the client refuses to send it again (a new client gets a new one).
+        self._refused: str | None = None
         self._login_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
 
@@ -154,7 +182,10 @@ class PowerwallClient:
 
     async def status(self) -> m.Status:
         """``/api/status`` (no login needed): firmware version, DIN, device type."""
+        self._raise_if_unsupported("GET", "/api/status")
         response = await self._send("GET", "/api/status", None, None)
+        if response.status_code == 404:
+            self._remember_unsupported("/api/status", 404)
         _raise_for(response, "GET /api/status")
         return _parse(response, m.Status, "GET /api/status")
 
@@ -178,6 +209,10 @@ class PowerwallClient:
 
     async def sitemaster(self) -> m.Sitemaster:
         return await self._get("/api/sitemaster", m.Sitemaster)
+
+    async def vitals(self) -> bytes:
+        """``/api/devices/vitals``, the raw protobuf (gone since firmware 23.44)."""
+        return (await self._call("GET", "/api/devices/vitals")).content
 
     async def logout(self) -> None:
         if self._token is not None:
@@ -269,19 +304,57 @@ class PowerwallClient:
 
     async def _call(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """An authenticated request; a refused session gets one fresh login, then it raises."""
+        self._raise_if_unsupported(method, path)
         token = self._token or await self._login(stale=None)
         response = await self._send(method, path, body, token)
         if response.status_code in (401, 403):
             log.info("%s refused the session on %s %s; logging in again", self._url, method, path)
             token = await self._login(stale=token)
             response = await self._send(method, path, body, token)
-            if response.status_code in (401, 403):
-                raise AuthenticationError(
-                    f"{method} {path} on {self._url} refused ({response.status_code}) right"
-                    " after a fresh login; the customer account lacks the rights for it"
+            code = response.status_code
+            if code in (401, 403):
+                refused = (
+                    f"{method} {path} on {self._url} refused ({code}) right after a fresh login;"
+                    " the customer account lacks the rights for it"
                 )
+                if path in OPTIONAL_PATHS:
+                    self._remember_unsupported(path, code)
+                    raise NotSupportedError(
+                        f"{refused} on this gateway (on a Powerwall 3 the customer may read"
+                        " only the meters, the state of energy and the grid status)"
+                    )
+                raise AuthenticationError(refused)
+        if response.status_code == 404:
+            self._remember_unsupported(path, 404)
         _raise_for(response, f"{method} {path}")
         return response
+
+    def _raise_if_unsupported(self, method: str, path: str) -> None:
+        remembered = self._unsupported.get(path)
+        if remembered is None:
+            return
+        until, code = remembered
+        left = until - self._clock()
+        if left <= 0:
+            del self._unsupported[path]
+            return
+        raise NotSupportedError(
+            f"{method} {path}: {self._url} does not offer it (it answered {code});"
+            f" not asking again for another {left:.0f} s"
+        )
+
+    def _remember_unsupported(self, path: str, code: int) -> None:
+        """Stop asking for an optional ``path`` for a while; essential ones are not kept."""
+        if path not in OPTIONAL_PATHS:
+            return
+        self._unsupported[path] = (self._clock() + self._unsupported_ttl_s, code)
+        log.info(
+            "%s answered %d for %s; not asking for it again for %.0f s",
+            self._url,
+            code,
+            path,
+            self._unsupported_ttl_s,
+        )
 
     async def _login(self, *, stale: str | None) -> str:
         """A session token: the current one unless it is ``stale``, else a fresh login."""
@@ -289,6 +362,8 @@ class PowerwallClient:
             if self._token is not None and self._token != stale:
                 return self._token  # another task logged in meanwhile
             self._token = None
+            if self._refused is not None:
+                raise AuthenticationError(self._refused)
             now = self._clock()
             if self._blocked_until is not None and now < self._blocked_until:
                 wait = self._blocked_until - now
@@ -312,11 +387,12 @@ class PowerwallClient:
                     retry_after_s=self._login_cooldown_s,
                 )
             if response.status_code == 401:
-                raise AuthenticationError(
+                self._refused = (
                     f"{self._url} refused the password of user {m.CUSTOMER} (401); set the"
                     " customer password again (by default the last 5 characters of the"
-                    " password on the gateway's QR sticker)"
+                    " password on the gateway's QR sticker); not logging in again with it"
                 )
+                raise AuthenticationError(self._refused)
             _raise_for(response, "POST /api/login/Basic")
             try:
                 token = m.LoginResponse.model_validate_json(response.content).token
@@ -358,7 +434,9 @@ class PowerwallClient:
 
     async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            der = await self._fetch_certificate()
+            der = await presented_certificate(
+                self._host, self._port, sni=SNI_NAME, timeout_s=self._timeout_s
+            )
             presented = fingerprint(der)
             if self._fingerprint is not None and presented != self._fingerprint:
                 raise CertificateMismatchError(self._url, self._fingerprint, presented)
@@ -369,26 +447,6 @@ class PowerwallClient:
                 base_url=self._url, verify=_trusting_only(der), timeout=self._timeout_s
             )
         return self._http
-
-    async def _fetch_certificate(self) -> bytes:
-        """The gateway's certificate, read without trusting it (it is checked by the caller)."""
-        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        probe.check_hostname = False
-        probe.verify_mode = ssl.CERT_NONE
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                _, writer = await asyncio.open_connection(
-                    self._host, self._port, ssl=probe, server_hostname=SNI_NAME
-                )
-        except (OSError, TimeoutError) as e:
-            raise UnavailableError(f"cannot reach the gateway at {self._url} ({e})") from e
-        try:
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        finally:
-            writer.close()
-        if not der:
-            raise UnavailableError(f"the gateway at {self._url} presented no certificate")
-        return bytes(der)
 
 
 def _trusting_only(der: bytes) -> ssl.SSLContext:

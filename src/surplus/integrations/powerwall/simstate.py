@@ -1,6 +1,12 @@
 """The simulated Powerwall gateway without HTTP: sessions, sitemaster, staged operation
 writes, grid transitions, firmware quirks, injectable faults, and the site's physics.
 
+Firmware profiles (``FIRMWARE``): ``21.44`` and ``1.45`` serve every endpoint, vitals
+included; ``23.44`` no longer routes ``/api/devices/vitals`` (404), answers bursts of 503
+"current config mode is busy" and throttles logins harder; ``pw3`` (a Powerwall 3) has no
+``/api/status`` (404), refuses ``/tedapi/din`` (403) and lets the customer read only the
+aggregates, the state of energy and the grid status (403 for every other endpoint).
+
 Physics follow the gateway's signs (site + import, battery + discharge):
 ``site = load - solar - battery``. The battery (``sim.devices.HomeBattery``) is stepped in at
 most one-minute steps between requests, so state of energy and the lifetime counters move
@@ -9,6 +15,7 @@ with the power that flowed, whatever the clock does between two requests.
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +33,7 @@ MAX_STEP_S = 60.0
 DISPATCH_S = 1.0  # the horizon over which the battery decides its instant power
 VOLTS = 230.0
 HERTZ = 50.0
+DIN = "1232100-00-E--TG000000000000"
 
 FAULTS = frozenset(
     {
@@ -37,6 +45,7 @@ FAULTS = frozenset(
         "token_expired",  # one-shot: every session issued so far expires
         "grid_down",  # the grid is lost: islanded until the fault is removed
         "slow",  # every ``/api`` answer waits ``slow_s`` first
+        "garbled",  # telemetry answers 200 with an HTML page (a firmware mid-update)
     }
 )
 
@@ -82,12 +91,40 @@ class Firmware:
     version: str
     rejects_autonomous: bool  # only self_consumption and backup can be set locally
     stops_sitemaster: bool  # login and operation writes stop sitemaster (<= 1.4x)
+    removed: frozenset[str] = frozenset()  # paths answering 404, before any auth check
+    customer_paths: frozenset[str] | None = None  # the authenticated paths allowed; None: all
+    tedapi_din: bool = True  # ``GET /tedapi/din`` answers the DIN; False: 403
+    busy_rate: float = 0.0  # chance that an authenticated request starts a busy burst
+    login_limit: int | None = None  # logins per window before 429, unless the sim sets one
 
+
+PW3_CUSTOMER_PATHS = frozenset(
+    {"/api/meters/aggregates", "/api/system_status/soe", "/api/system_status/grid_status"}
+)
 
 FIRMWARE = {
     "21.44": Firmware("21.44.1 c58c2df3", rejects_autonomous=True, stops_sitemaster=False),
     # That 1.x firmware let the customer set autonomous locally is an inference.
     "1.45": Firmware("1.45.2 3e6b7a1f", rejects_autonomous=False, stops_sitemaster=True),
+    # The reference gives no numbers for 23.44's throttling: a 5 % burst chance and 3 logins
+    # a minute are a choice that makes both show in a short session.
+    "23.44": Firmware(
+        "23.44.0 eb113390",
+        rejects_autonomous=True,
+        stops_sitemaster=False,
+        removed=frozenset({"/api/devices/vitals"}),
+        busy_rate=0.05,
+        login_limit=3,
+    ),
+    # The PW3's version string is never seen locally (no /api/status); this one is made up.
+    "pw3": Firmware(
+        "24.44.1 5c9e2a7b",
+        rejects_autonomous=True,
+        stops_sitemaster=False,
+        removed=frozenset({"/api/status"}),
+        customer_paths=PW3_CUSTOMER_PATHS,
+        tedapi_din=False,
+    ),
 }
 
 
@@ -105,6 +142,10 @@ def _error(status: int, error: str, message: str) -> SimError:
 
 
 FORBIDDEN = (403, "Unable to GET to resource", "User does not have adequate access rights")
+BUSY = (503, "current config mode is busy", "current config mode is busy")
+# What a gateway says for a path it does not route is not documented; an inference: its
+# usual error shape (clients look only at the status).
+NOT_FOUND = (404, "Not Found", "The requested resource was not found")
 REALMODE_500 = (
     500,
     "RealMode must be either self_consumption or backup",
@@ -135,7 +176,14 @@ class Counters:
 
 
 class PowerwallSimulator:
-    """A Powerwall 2 gateway and the site behind it; powers are W, reserve and soe raw %."""
+    """A Powerwall 2 gateway and the site behind it; powers are W, reserve and soe raw %.
+
+    ``login_limit`` and ``busy_rate`` default to the firmware's. A busy burst answers
+    ``busy_burst`` authenticated requests in a row with 503; the bursts come from a
+    ``random.Random(busy_seed)``, so a run is reproducible. ``lockout_after`` consecutive
+    failed logins lock the gateway: every login is refused, the right password too, until
+    ``toggle_reset()`` (the physical switch toggle).
+    """
 
     def __init__(
         self,
@@ -153,9 +201,23 @@ class PowerwallSimulator:
         login_window_s: float = 60.0,
         reconnect_s: float = 5.0,
         slow_s: float = 1.0,
+        busy_rate: float | None = None,
+        busy_burst: int = 3,
+        busy_seed: int = 0,
+        lockout_after: int | None = None,
     ) -> None:
         self._password = password if isinstance(password, Secret) else Secret(password)
         self.firmware = FIRMWARE[firmware] if isinstance(firmware, str) else firmware
+        self.busy_rate = self.firmware.busy_rate if busy_rate is None else busy_rate
+        if not 0.0 <= self.busy_rate <= 1.0:
+            raise ValueError(f"busy_rate must be within 0..1, not {self.busy_rate}")
+        if busy_burst < 1:
+            raise ValueError(f"busy_burst must be at least 1, not {busy_burst}")
+        if lockout_after is not None and lockout_after < 1:
+            raise ValueError(f"lockout_after must be at least 1, not {lockout_after}")
+        self.busy_burst = busy_burst
+        self.lockout_after = lockout_after
+        self.locked = False
         self.solar_w = solar_w
         self.load_w = load_w
         self.battery = battery if battery is not None else HomeBattery()
@@ -167,7 +229,7 @@ class PowerwallSimulator:
         )
         self.clock = clock
         self.token_ttl_s = token_ttl_s
-        self.login_limit = login_limit
+        self.login_limit = login_limit if login_limit is not None else self.firmware.login_limit
         self.login_window_s = login_window_s
         self.reconnect_s = reconnect_s
         self.slow_s = slow_s
@@ -184,6 +246,9 @@ class PowerwallSimulator:
         self._reconnect_at: datetime | None = None
         self._sessions: dict[str, datetime] = {}
         self._login_attempts: list[datetime] = []
+        self._failed_logins = 0
+        self._busy_left = 0
+        self._busy_rng = random.Random(busy_seed)
         self._staged: m.OperationWrite | None = None
         self.flows = self._flows_at(self._t)
 
@@ -197,8 +262,16 @@ class PowerwallSimulator:
         limited = self.login_limit is not None and len(self._login_attempts) > self.login_limit
         if "login_429" in self.faults or limited:
             raise _error(429, "Api Limit reached for this endpoint", "API Limit Reached")
-        if request.username != m.CUSTOMER or Secret(request.password) != self._password:
+        if (
+            self.locked
+            or request.username != m.CUSTOMER
+            or Secret(request.password) != self._password
+        ):
+            self._failed_logins += 1
+            if self.lockout_after is not None and self._failed_logins >= self.lockout_after:
+                self.locked = True
             raise _error(401, "bad credentials", "Login Error")
+        self._failed_logins = 0
         token = secrets.token_urlsafe(64)
         self._sessions[token] = now
         self.tokens_issued.append(token)
@@ -214,9 +287,44 @@ class PowerwallSimulator:
             loginTime=now.isoformat(),
         )
 
+    def set_password(self, password: Secret | str) -> None:
+        """The owner sets a new customer password (at the gateway); sessions stay valid."""
+        self._password = password if isinstance(password, Secret) else Secret(password)
+
     def logout(self, token: str | None) -> None:
         if token is not None:
             self._sessions.pop(token, None)
+
+    def toggle_reset(self) -> None:
+        """The switch toggle on the gateway: a lockout ends and failures count from zero."""
+        self.locked = False
+        self._failed_logins = 0
+
+    def admit(self, path: str, token: str | None, *, auth: bool) -> None:
+        """The checks before an endpoint answers: is ``path`` routed on this firmware (404),
+        then, if it needs ``auth``, the session (403), the role (403) and a busy gateway (503).
+        """
+        if path in self.firmware.removed:
+            raise _error(*NOT_FOUND)
+        if not auth:
+            return
+        self.authorize(token)
+        allowed = self.firmware.customer_paths
+        if allowed is not None and path not in allowed:
+            raise _error(*FORBIDDEN)
+        if self._busy():
+            raise _error(*BUSY)
+
+    def _busy(self) -> bool:
+        if "busy_503" in self.faults:
+            return True
+        if self._busy_left > 0:
+            self._busy_left -= 1
+            return True
+        if self.busy_rate > 0.0 and self._busy_rng.random() < self.busy_rate:
+            self._busy_left = self.busy_burst - 1
+            return True
+        return False
 
     def authorize(self, token: str | None) -> None:
         if self.faults.take("token_expired"):
@@ -298,11 +406,24 @@ class PowerwallSimulator:
             battery_blocks=[block],
         )
 
+    def vitals(self) -> bytes:
+        """``/api/devices/vitals``: a protobuf; this one holds only the DIN, as field 1."""
+        din = DIN.encode()
+        return bytes([0x0A, len(din)]) + din
+
+    def tedapi_din(self) -> str:
+        """``GET /tedapi/din``: the DIN, or 403 on a PW3. Clients send HTTP Basic with the
+        gateway's Wi-Fi password; that a Powerwall 2 answers without it is an inference.
+        """
+        if not self.firmware.tedapi_din:
+            raise _error(*FORBIDDEN)
+        return DIN
+
     def status(self) -> m.Status:
         now = self.clock()
         up = (now - self._started).total_seconds()
         return m.Status(
-            din="1232100-00-E--TG000000000000",
+            din=DIN,
             start_time=self._started.strftime("%Y-%m-%d %H:%M:%S %z"),
             up_time_seconds=f"{int(up // 3600)}h{int(up % 3600 // 60)}m{up % 60:.1f}s",
             version=self.firmware.version,

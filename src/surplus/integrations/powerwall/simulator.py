@@ -3,8 +3,12 @@
 ``running_simulator()`` serves a ``PowerwallSimulator`` on 127.0.0.1 (port 0 picks a free
 one) as an asyncio task, for tests; ``serve()`` blocks, for ``surplus sim powerwall``. Each
 start generates a self-signed certificate, like a gateway's, and rejects TLS SNI names a
-gateway would reject. ``/sim/faults`` (GET, or POST ``{"add": [...], "remove": [...]}``) is
-the hidden door for injecting faults from outside the process.
+gateway would reject. With ``http_port`` a plain HTTP listener answers every request with a
+301 to the HTTPS one, as a gateway does.
+
+Hidden doors, for driving it from outside the process: ``/sim/faults`` (GET, or POST
+``{"add": [...], "remove": [...]}``) injects faults; ``POST /sim/toggle`` is the gateway's
+switch toggle, which ends a password lockout.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import uvicorn
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.simstate import PowerwallSimulator, SimError
-from surplus.integrations.powerwall.tls import GATEWAY_NAMES, self_signed
+from surplus.integrations.powerwall.tls import GATEWAY_NAMES, SelfSigned, self_signed
 
 __all__ = ["PowerwallSimulator", "ServedSimulator", "create_app", "running_simulator", "serve"]
 
@@ -95,9 +100,23 @@ async def _islanding(sim: PowerwallSimulator, request: Request) -> Response:
     return _json(body)
 
 
+async def _vitals(sim: PowerwallSimulator, request: Request) -> Response:
+    return Response(sim.vitals(), media_type="application/octet-stream")
+
+
+async def _tedapi_din(sim: PowerwallSimulator, request: Request) -> Response:
+    return PlainTextResponse(sim.tedapi_din())
+
+
+UPDATING_PAGE = "<!DOCTYPE html><html><body><p>Updating, please wait</p></body></html>"
+
+
 def _reader(read: Callable[[PowerwallSimulator], BaseModel]) -> Handler:
     async def handler(sim: PowerwallSimulator, request: Request) -> Response:
-        return _json(read(sim))
+        answer = read(sim)
+        if "garbled" in sim.faults:
+            return HTMLResponse(UPDATING_PAGE)
+        return _json(answer)
 
     return handler
 
@@ -118,9 +137,9 @@ async def _sim_faults(sim: PowerwallSimulator, request: Request) -> Response:
     return JSONResponse({"active": sorted(sim.faults.active)})
 
 
-BUSY = m.ErrorBody(
-    code=503, error="current config mode is busy", message="current config mode is busy"
-)
+async def _sim_toggle(sim: PowerwallSimulator, request: Request) -> Response:
+    sim.toggle_reset()
+    return JSONResponse({"locked": sim.locked})
 
 
 def _route(
@@ -136,10 +155,7 @@ def _route(
         if "slow" in sim.faults and path.startswith("/api/"):
             await asyncio.sleep(sim.slow_s)
         try:
-            if auth:
-                sim.authorize(_token(request))
-                if "busy_503" in sim.faults:
-                    raise SimError(503, BUSY)
+            sim.admit(path, _token(request), auth=auth)
             return await handler(sim, request)
         except SimError as e:
             if e.body is None:
@@ -165,9 +181,25 @@ def create_app(sim: PowerwallSimulator) -> Starlette:
         _route(sim, "/api/sitemaster", _reader(PowerwallSimulator.sitemaster), get),
         _route(sim, "/api/sitemaster/run", _run_sitemaster, get),
         _route(sim, "/api/v2/islanding/mode", _islanding, ["POST"]),
+        _route(sim, "/api/devices/vitals", _vitals, get),
+        _route(sim, "/tedapi/din", _tedapi_din, get, auth=False),
         _route(sim, "/sim/faults", _sim_faults, ["GET", "POST"], auth=False),
+        _route(sim, "/sim/toggle", _sim_toggle, ["POST"], auth=False),
     ]
     return Starlette(routes=routes)
+
+
+def _redirect_app(https_url: str) -> ASGIApp:
+    """Plain HTTP as a gateway serves it: 301 to the same path over HTTPS."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        query = scope["query_string"].decode("latin-1")
+        location = https_url + scope["raw_path"].decode("latin-1") + (f"?{query}" if query else "")
+        await Response(status_code=301, headers={"location": location})(scope, receive, send)
+
+    return app
 
 
 def _server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
@@ -189,20 +221,31 @@ def _server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    # With the protocol named, asyncio turns Nagle off on accepted connections (it checks
+    # ``proto``); otherwise each TLS answer waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
 @dataclass(slots=True)
 class ServedSimulator:
-    """A simulator being served: its state, the bound URL and the certificate's fingerprint."""
+    """A simulator being served: its state, the bound URLs and the certificate's fingerprint.
+
+    ``http_url`` is the plain HTTP listener that redirects to ``url``, if one was asked for.
+    """
 
     sim: PowerwallSimulator
     url: str
     fingerprint: str
+    tls: SelfSigned = field(repr=False)
     _task: asyncio.Task[None] = field(repr=False)
+    http_url: str | None = None
 
     async def wait_closed(self) -> None:
         """Until the server stops (on SIGINT or SIGTERM when it runs in the main thread)."""
@@ -210,17 +253,13 @@ class ServedSimulator:
 
 
 @contextlib.asynccontextmanager
-async def running_simulator(
-    sim: PowerwallSimulator | None = None, *, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[ServedSimulator]:
-    """Serve ``sim`` (a default one if None) over HTTPS on ``host:port`` in this event loop."""
-    sim = sim if sim is not None else PowerwallSimulator()
-    cert = self_signed(host)
-    ctx = _server_context(cert.cert_pem, cert.key_pem)
-    sock = _bind(host, port)
+async def _listening(
+    app: ASGIApp, sock: socket.socket, ctx: ssl.SSLContext | None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """``app`` served on ``sock`` (over TLS with ``ctx``, if given) until the block ends."""
     config = uvicorn.Config(
-        create_app(sim),
-        ssl_context_factory=lambda _config, _default: ctx,
+        app,
+        ssl_context_factory=None if ctx is None else lambda _config, _default: ctx,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -234,12 +273,41 @@ async def running_simulator(
                 task.result()
                 raise RuntimeError("the Powerwall simulator stopped while starting")
             await asyncio.sleep(0.01)
-        bound = sock.getsockname()[1]
-        yield ServedSimulator(sim, f"https://{host}:{bound}", cert.fingerprint, task)
+        yield task
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_simulator(
+    sim: PowerwallSimulator | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    http_port: int | None = None,
+    tls: SelfSigned | None = None,
+) -> AsyncIterator[ServedSimulator]:
+    """Serve ``sim`` (a default one if None) over HTTPS on ``host:port`` in this event loop,
+    and, if ``http_port`` is given (0 picks a free one), plain HTTP redirecting to it. The
+    certificate is ``tls`` (a gateway rebooting keeps its own), else a new one.
+    """
+    sim = sim if sim is not None else PowerwallSimulator()
+    cert = tls if tls is not None else self_signed(host)
+    ctx = _server_context(cert.cert_pem, cert.key_pem)
+    sock = _bind(host, port)
+    url = f"https://{host}:{sock.getsockname()[1]}"
+    # An exit stack closes the redirect first: uvicorn restores the signal handlers it
+    # replaced when a server stops, so servers must stop in the reverse order they started.
+    async with contextlib.AsyncExitStack() as stack:
+        task = await stack.enter_async_context(_listening(create_app(sim), sock, ctx))
+        http_url = None
+        if http_port is not None:
+            http_sock = _bind(host, http_port)
+            http_url = f"http://{host}:{http_sock.getsockname()[1]}"
+            await stack.enter_async_context(_listening(_redirect_app(url), http_sock, None))
+        yield ServedSimulator(sim, url, cert.fingerprint, cert, task, http_url)
 
 
 def serve(
@@ -247,12 +315,13 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8443,
+    http_port: int | None = None,
     ready: Callable[[ServedSimulator], None] | None = None,
 ) -> None:
-    """Serve until interrupted; ``ready`` is told the URL and fingerprint once it listens."""
+    """Serve until interrupted; ``ready`` is told the URLs and fingerprint once it listens."""
 
     async def main() -> None:
-        async with running_simulator(sim, host=host, port=port) as served:
+        async with running_simulator(sim, host=host, port=port, http_port=http_port) as served:
             if ready is not None:
                 ready(served)
             await served.wait_closed()

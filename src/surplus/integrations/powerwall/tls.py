@@ -1,18 +1,23 @@
-"""The gateway's self-signed TLS certificate: SHA-256 fingerprints (for pinning) and, for the
-simulator, a freshly generated certificate like the one a gateway presents.
+"""The gateway's self-signed TLS certificate: SHA-256 fingerprints (for pinning), the
+certificate a server presents (read before trusting it) and, for the simulator, a freshly
+generated certificate like the one a gateway presents.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import ipaddress
+import ssl
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from surplus.domain.errors import UnavailableError
 
 # The names a gateway accepts as TLS SNI; any other name aborts the handshake.
 GATEWAY_NAMES = ("powerwall", "teg", "powerpack")
@@ -74,3 +79,24 @@ def self_signed(ip: str = "127.0.0.1", days: int = 3650) -> SelfSigned:
         key_pem,
         cert.public_bytes(serialization.Encoding.DER),
     )
+
+
+async def presented_certificate(host: str, port: int, *, sni: str, timeout_s: float) -> bytes:
+    """The DER certificate the server at ``host:port`` presents for ``sni``, read without
+    trusting it: the caller compares its fingerprint with the pinned one."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    where = f"https://{host}:{port}"
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port, ssl=probe, server_hostname=sni)
+    except (OSError, TimeoutError) as e:
+        raise UnavailableError(f"cannot reach {where} ({e or 'no answer'})") from e
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    if not der:
+        raise UnavailableError(f"{where} presented no certificate")
+    return bytes(der)
