@@ -1,7 +1,12 @@
 """The whole service against the simulated gateway over HTTPS on 127.0.0.1, one test per
-failure mode of the local gateway (reference E2): in each the service keeps running, the
-API marks the readings stale (and says why), and the readings come back once the gateway
-does, without a restart and without a login loop.
+failure mode of the local gateway (reference E2 and the 23.44+ quirks).
+
+Where the gateway fails (an empty 502, a 503 busy, a timeout, a garbled answer, a
+rate-limited login, a changed password, a replaced certificate, a reboot) the service keeps
+running, the API marks every reading stale and says why, and the readings come back once
+the gateway does, without a restart and without a login loop. Where the gateway only
+changes (removed endpoints, new enum values, a grid outage) the readings go on and the
+service adapts: no write during an outage, no question asked twice of a removed endpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from surplus.cli import app
 from surplus.config import load_config
 from surplus.integrations.powerwall import client as client_module
 from surplus.integrations.powerwall import models as m
+from surplus.integrations.powerwall.simstate import FIRMWARE
 from surplus.integrations.powerwall.simulator import (
     PowerwallSimulator,
     ServedSimulator,
@@ -276,3 +282,18 @@ async def test_new_grid_states_are_tolerated(tmp_path: Path) -> None:
         served.sim.grid_status = "SystemWaitForUser"
         await asyncio.sleep(3 * POLL_S)
         assert fresh(await running.state())
+
+
+async def test_a_firmware_update_that_removes_endpoints(tmp_path: Path) -> None:
+    """After an update the gateway refuses endpoints it served (here: what a Powerwall 3
+    refuses the customer): each is asked once, then remembered as unsupported; the readings
+    go on from the endpoints that remain."""
+    async with site(tmp_path) as (served, running):
+        served.sim.firmware = FIRMWARE["pw3"]
+        await asyncio.sleep(5 * POLL_S)
+        asked = served.sim.requests["GET /api/system_status"]
+        logins = served.sim.requests[LOGIN]
+        await asyncio.sleep(5 * POLL_S)
+        assert fresh(await running.state())
+        assert served.sim.requests["GET /api/system_status"] == asked
+        assert served.sim.requests[LOGIN] == logins

@@ -449,3 +449,21 @@ def test_vault_repr_and_errors_hold_no_value(tmp_path: Path) -> None:
     text = repr(vault) + str(caught.value) + repr(caught.value)
     for value in SECRETS.values():
         assert value not in text
+
+
+def test_the_data_directory_vault_takes_a_passphrase_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from surplus.runtime.datadir import KEY_FILE, PASSPHRASE_ENV, open_vault
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple")
+    open_vault(tmp_path).set("gateway.password", "pw-in-passphrase-vault")
+    assert not (tmp_path / KEY_FILE).exists()
+    assert open_vault(tmp_path).get("gateway.password").reveal() == "pw-in-passphrase-vault"
+    monkeypatch.setenv(PASSPHRASE_ENV, "wrong horse")
+    with pytest.raises(VaultError, match="wrong passphrase"):
+        open_vault(tmp_path)
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    with pytest.raises(VaultError, match="passphrase"):
+        open_vault(tmp_path)  # a key file would not open it, and none is written
+    assert not (tmp_path / KEY_FILE).exists()
