@@ -20,6 +20,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from surplus.credentials_cli import pin, secret_app
 from surplus.domain.errors import ConfigError, SurplusError
+from surplus.envoy_cli import auth_app, sim_envoy
+from surplus.push_cli import push_key_app, sim_push_sender
 
 if TYPE_CHECKING:
     from surplus.config import ServiceConfig
@@ -38,6 +40,10 @@ sim_app = typer.Typer(
 app.add_typer(sim_app, name="sim")
 app.add_typer(secret_app, name="secret")
 app.command("pin")(pin)
+app.add_typer(auth_app, name="auth")
+sim_app.command("envoy")(sim_envoy)
+app.add_typer(push_key_app, name="push-key")
+sim_app.command("push-sender")(sim_push_sender)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -192,8 +198,13 @@ def check_config(
 
 
 def _summary(config: ServiceConfig) -> list[str]:
+    from surplus.integrations.push.config import PushConfig
+
     service = config.service
-    devices = [f"{d.name} ({d.type}, {d.host})" for d in config.devices]
+    devices = [
+        f"{d.name} ({d.type}, {'pushes' if isinstance(d, PushConfig) else d.host})"
+        for d in config.devices
+    ]
     loadpoints = [f"{lp.name} ({lp.mode})" for lp in config.loadpoints]
     return [
         f"  API on {service.api_host}:{service.api_port}, data in {service.data_dir}",

@@ -128,6 +128,7 @@ def pin(
 ) -> None:
     """Pin the certificate a device presents now, e.g. after it was replaced or reset."""
     from surplus.integrations.powerwall.tls import normalize_fingerprint
+    from surplus.integrations.push.config import PushConfig
     from surplus.integrations.registry import presented_fingerprint
     from surplus.runtime.datadir import open_store
 
@@ -137,6 +138,8 @@ def pin(
         names = ", ".join(d.name for d in service.devices) or "none"
         raise _fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
     index, chosen = found[0]
+    if isinstance(chosen, PushConfig):
+        raise _fail(f"error: {device} pushes to surplus: it has no certificate to pin", 2)
     if chosen.fingerprint is not None:
         raise _fail(
             f"error: {config}: devices[{index}].fingerprint pins {device}'s certificate in the"

@@ -137,7 +137,7 @@ async def test_a_wrong_pinned_fingerprint_is_refused_before_login() -> None:
     async with running_simulator(PowerwallSimulator(PASSWORD)) as served:
         wrong = "ab" * 32
         async with PowerwallClient(served.url, Secret(PASSWORD), wrong) as client:
-            with pytest.raises(CertificateMismatchError, match="re-pin") as caught:
+            with pytest.raises(CertificateMismatchError, match="surplus pin") as caught:
                 await client.aggregates()
         assert isinstance(caught.value, AuthenticationError)
         assert caught.value.presented == served.fingerprint

@@ -146,10 +146,10 @@ def test_a_toml_syntax_error_names_its_line(tmp_path: Path) -> None:
 
 
 def test_an_unknown_device_type_lists_the_known_ones(tmp_path: Path) -> None:
-    text = '[[devices]]\ntype = "envoy"\nname = "solar"\n\n[[devices]]\nname = "typeless"\n'
+    text = '[[devices]]\ntype = "fronius"\nname = "solar"\n\n[[devices]]\nname = "typeless"\n'
     assert problems(tmp_path, text) == [
-        ("devices[0].type", "unknown device type 'envoy'; give one of: powerwall"),
-        ("devices[1].type", "missing; give one of: powerwall"),
+        ("devices[0].type", "unknown device type 'fronius'; give one of: envoy, powerwall, push"),
+        ("devices[1].type", "missing; give one of: envoy, powerwall, push"),
     ]
 
 

@@ -51,7 +51,7 @@ async def test_pruning_runs_at_once_then_every_interval(
         def clock() -> datetime:
             return times.pop(0) if len(times) > 1 else times[0]
 
-        task = asyncio.create_task(prune_periodically(store.series, clock, 0.2))
+        task = asyncio.create_task(prune_periodically(store, clock, 0.2))
         try:
             await _until(lambda: len(_pruned(caplog)) >= 1)
             assert _raw(store) == [NOW - 6 * DAY, NOW - DAY]
@@ -86,3 +86,15 @@ async def test_the_service_prunes_its_store_when_it_starts(
     assert _pruned(caplog) == [f"retention pruning deleted 1 rows from {tmp_path / 'surplus.db'}"]
     with Store.open(tmp_path / "surplus.db") as store:
         assert _raw(store) == [NOW - DAY]
+
+
+def test_push_messages_are_kept_for_30_days(tmp_path: Path) -> None:
+    from surplus.runtime.maintenance import prune
+
+    with Store.open(tmp_path / "surplus.db") as store:
+        for age in (31 * DAY, 29 * DAY):
+            store.push_messages.append(
+                "inverter", NOW - age, tsms=None, payload={}, flags=(), status=200
+            )
+        assert prune(store, NOW) == 1
+        assert [m.received_at for m in store.push_messages.recent("inverter")] == [NOW - 29 * DAY]

@@ -467,3 +467,14 @@ def test_the_data_directory_vault_takes_a_passphrase_from_the_environment(
     with pytest.raises(VaultError, match="passphrase"):
         open_vault(tmp_path)  # a key file would not open it, and none is written
     assert not (tmp_path / KEY_FILE).exists()
+
+
+def test_a_write_keeps_what_another_process_stored_meanwhile(tmp_path: Path) -> None:
+    path, key = tmp_path / "secrets.vault", tmp_path / "vault.key"
+    service = Vault.open(path, key_file=key)  # opened at start, held for months
+    Vault.open(path, key_file=key).set("gateway.password", "set-from-the-command-line")
+    service.set("envoy.token", "renewed-by-the-service")
+    reopened = Vault.open(path, key_file=key)
+    assert reopened.names() == ["envoy.token", "gateway.password"]
+    service.delete("envoy.token")
+    assert Vault.open(path, key_file=key).names() == ["gateway.password"]

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from surplus.domain.readings import BatteryState, MeterReading
 from surplus.runtime.devices import Device, site_device
@@ -31,8 +31,6 @@ from surplus.store.series import Series, level_for
 __all__ = ["MAX_BUCKETS", "create_app"]
 
 MAX_BUCKETS = 10_000  # per history answer
-# A reading is stale while its device fails, or once it missed this many polls and the grace.
-STALE_INTERVALS, STALE_GRACE_S = 3, 1.0
 MAX_STEP_S = 366 * 86_400
 
 
@@ -44,9 +42,14 @@ class _BadParameter(Exception):
 
 
 def create_app(
-    devices: Sequence[Device], loop: ControlLoop, series: Series, now: Callable[[], datetime]
+    devices: Sequence[Device],
+    loop: ControlLoop,
+    series: Series,
+    now: Callable[[], datetime],
+    routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The API over the service's devices, control loop and store; ages are taken at ``now``."""
+    """The API over the service's devices, control loop and store; ages are taken at ``now``.
+    ``routes``: more of them (the push API's)."""
 
     async def state(request: Request) -> Response:
         return JSONResponse(
@@ -109,6 +112,7 @@ def create_app(
         routes=[
             Route("/api/v1/state", state, methods=["GET"]),
             Route("/api/v1/history", history, methods=["GET"]),
+            *routes,
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
@@ -123,16 +127,19 @@ def _site(devices: Sequence[Device], now: datetime) -> dict[str, Any]:
             **dict.fromkeys(("grid_w", "solar_w", "home_w", "battery_w", "battery_soc_pct")),
         }
     failing = device.state.health != Health.OK
-    interval_s = device.poller.interval_s if device.poller is not None else 0.0
 
-    def value(reading: MeterReading | BatteryState, *, soc: bool = False) -> dict[str, Any]:
+    def value(
+        reading: MeterReading | BatteryState | None, *, soc: bool = False
+    ) -> dict[str, Any] | None:
+        if reading is None:
+            return None
         number = reading.soc_pct if soc and isinstance(reading, BatteryState) else reading.power_w
         age_s = (now - reading.at).total_seconds()
         return {
             "value": number,
             "at": reading.at.isoformat(),
             "age_s": round(age_s, 3),
-            "stale": failing or age_s > STALE_INTERVALS * interval_s + STALE_GRACE_S,
+            "stale": failing or age_s > device.stale_after_s,
         }
 
     return {

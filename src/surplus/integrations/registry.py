@@ -1,7 +1,11 @@
 """The explicit map from a ``[[devices]]`` table's ``type`` to its config model and its factory.
 
-A new integration adds its model to ``DEVICE_TYPES`` and ``DeviceConfig``, and a factory
-(config + vault -> adapter + client) to ``FACTORIES``; nothing is discovered.
+A new integration adds its model to ``DEVICE_TYPES`` and ``DeviceConfig``, and, for a
+device surplus polls, a factory (config + vault -> adapter + client) to ``FACTORIES``;
+nothing is discovered.
+
+Registered: ``powerwall`` (Tesla Powerwall 2/3 gateway), ``envoy`` (Enphase IQ Gateway),
+both polled, and ``push`` (a source posting to the Charge HQ-compatible push API).
 """
 
 from __future__ import annotations
@@ -9,14 +13,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import httpx
 
+from surplus.domain.errors import NotSupportedError
+from surplus.integrations.envoy import client as envoy_client
+from surplus.integrations.envoy.adapter import EnvoyAdapter
+from surplus.integrations.envoy.client import EnvoyClient
+from surplus.integrations.envoy.cloud import EnlightenCloud
+from surplus.integrations.envoy.config import EnvoyConfig
+from surplus.integrations.envoy.tokens import EnvoyTokens
+from surplus.integrations.powerwall import client as powerwall_client
 from surplus.integrations.powerwall.adapter import PowerwallAdapter
-from surplus.integrations.powerwall.client import SNI_NAME, PowerwallClient
+from surplus.integrations.powerwall.client import PowerwallClient
 from surplus.integrations.powerwall.config import PowerwallConfig
 from surplus.integrations.powerwall.tls import fingerprint, presented_certificate
+from surplus.integrations.push.config import PushConfig
 from surplus.security.vault import Secret, Vault
 
 __all__ = [
@@ -26,19 +39,24 @@ __all__ = [
     "BuiltDevice",
     "Client",
     "DeviceConfig",
+    "PolledConfig",
     "build_device",
     "presented_fingerprint",
 ]
 
-# The config of any registered device: a union of the models below, one per integration.
-DeviceConfig: TypeAlias = PowerwallConfig
+# The config of a device surplus polls, and of any registered device.
+PolledConfig: TypeAlias = PowerwallConfig | EnvoyConfig
+DeviceConfig: TypeAlias = PolledConfig | PushConfig
 # What a factory builds: the capabilities (adapter) over the wire protocol (client).
-Adapter: TypeAlias = PowerwallAdapter
-Client: TypeAlias = PowerwallClient
+Adapter: TypeAlias = PowerwallAdapter | EnvoyAdapter
+Client: TypeAlias = PowerwallClient | EnvoyClient
 Clock = Callable[[], datetime]
+Factory = Callable[[PolledConfig, Vault, Clock, str | None], "BuiltDevice"]
 
 DEVICE_TYPES: Mapping[str, type[DeviceConfig]] = {
     "powerwall": PowerwallConfig,
+    "envoy": EnvoyConfig,
+    "push": PushConfig,
 }
 
 
@@ -67,13 +85,65 @@ def build_powerwall(
     return BuiltDevice(PowerwallAdapter(client, config.name, now=now), client, (password,))
 
 
-FACTORIES: Mapping[str, Callable[[DeviceConfig, Vault, Clock, str | None], BuiltDevice]] = {
-    "powerwall": build_powerwall,
+def build_envoy(config: EnvoyConfig, vault: Vault, now: Clock, pinned: str | None) -> BuiltDevice:
+    """An Envoy; its token from the vault (over https), renewed from Enlighten when its
+    credentials are configured (the password from the vault too); its certificate the
+    config's fingerprint, else the one ``pinned`` in the store."""
+    secrets: list[Secret] = []
+    tokens = None
+    if not config.plain_http:
+        assert config.token_secret is not None  # the model requires it over https
+        token = vault.get(config.token_secret)
+        secrets.append(token)
+        cloud = None
+        if config.enlighten_email is not None:
+            assert config.enlighten_password_secret is not None  # the model pairs them
+            password = vault.get(config.enlighten_password_secret)
+            secrets.append(password)
+            cloud = EnlightenCloud(
+                config.enlighten_email,
+                password,
+                enlighten_url=config.enlighten_url,
+                entrez_url=config.entrez_url,
+                ca_file=config.cloud_ca_file,
+                timeout_s=config.timeout_s,
+            )
+        tokens = EnvoyTokens(token, vault=vault, entry=config.token_secret, cloud=cloud, now=now)
+    client = EnvoyClient(
+        config.host,
+        tokens,
+        config.fingerprint or pinned,
+        serial=config.serial,
+        timeout_s=config.timeout_s,
+    )
+    adapter = EnvoyAdapter(client, config.name, now=now)
+    return BuiltDevice(adapter, client, tuple(secrets))
+
+
+_C = TypeVar("_C", PowerwallConfig, EnvoyConfig)
+
+
+def _factory(
+    model: type[_C], build: Callable[[_C, Vault, Clock, str | None], BuiltDevice]
+) -> Factory:
+    """``build`` for any ``PolledConfig``, refusing the models of other types."""
+
+    def checked(config: PolledConfig, vault: Vault, now: Clock, pinned: str | None) -> BuiltDevice:
+        if not isinstance(config, model):
+            raise TypeError(f"{model.__name__} expected, not {type(config).__name__}")
+        return build(config, vault, now, pinned)
+
+    return checked
+
+
+FACTORIES: Mapping[str, Factory] = {
+    "powerwall": _factory(PowerwallConfig, build_powerwall),
+    "envoy": _factory(EnvoyConfig, build_envoy),
 }
 
 
 def build_device(
-    config: DeviceConfig,
+    config: PolledConfig,
     vault: Vault,
     now: Clock = lambda: datetime.now(UTC),
     *,
@@ -85,10 +155,13 @@ def build_device(
     return FACTORIES[config.type](config, vault, now, pinned)
 
 
-async def presented_fingerprint(config: DeviceConfig) -> str:
+async def presented_fingerprint(config: PolledConfig) -> str:
     """The fingerprint of the certificate the device presents now (for ``surplus pin``)."""
     url = httpx.URL(config.host)
+    if url.scheme != "https":
+        raise NotSupportedError(f"{config.host} is plain HTTP: there is no certificate to pin")
+    sni = envoy_client.SNI_NAME if isinstance(config, EnvoyConfig) else powerwall_client.SNI_NAME
     der = await presented_certificate(
-        url.host, url.port or 443, sni=SNI_NAME, timeout_s=config.timeout_s
+        url.host, url.port or 443, sni=sni, timeout_s=config.timeout_s
     )
     return fingerprint(der)

@@ -27,9 +27,17 @@ from typing import Protocol
 
 from surplus.domain.errors import StoreError, VaultError
 from surplus.domain.readings import BatteryState, MeterReading
-from surplus.integrations.registry import Adapter, Client, DeviceConfig, build_device
+from surplus.integrations.push.config import PushConfig
+from surplus.integrations.registry import (
+    Adapter,
+    Client,
+    DeviceConfig,
+    PolledConfig,
+    build_device,
+)
 from surplus.runtime.backoff import Backoff
 from surplus.runtime.poller import Health, Poller, PollState
+from surplus.runtime.pushed import PushedFeed
 from surplus.security.vault import Secret, Vault
 from surplus.store.pins import Pins
 from surplus.store.recorder import Recorder
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 POLL_BACKOFF = Backoff()  # after a failed poll
 RESTART_BACKOFF = Backoff(initial_s=5.0, max_s=300.0)  # after a poller crashed
 RECHECK_S = 5.0  # how often a device needing re-authentication looks for new credentials
+# A polled reading is stale once this many polls were missed, and the grace.
+STALE_POLLS, STALE_GRACE_S = 3, 1.0
+REQUESTS_PER_READ = 4
 _rng = random.Random()
 
 
@@ -52,20 +63,25 @@ class SiteReading(Protocol):
     @property
     def pv(self) -> MeterReading: ...
     @property
-    def battery(self) -> BatteryState: ...
+    def battery(self) -> BatteryState | None: ...  # None: the site has no home battery
     @property
     def load(self) -> MeterReading: ...
 
 
 def samples(reading: SiteReading) -> list[tuple[str, str, float, datetime]]:
     """The recorded quantities of a reading, each with its unit and time."""
-    return [
+    found = [
         ("grid_w", "W", reading.grid.power_w, reading.grid.at),
         ("solar_w", "W", reading.pv.power_w, reading.pv.at),
         ("load_w", "W", reading.load.power_w, reading.load.at),
-        ("battery_w", "W", reading.battery.power_w, reading.battery.at),
-        ("battery_soc_pct", "%", reading.battery.soc_pct, reading.battery.at),
     ]
+    battery = reading.battery
+    if battery is not None:
+        found += [
+            ("battery_w", "W", battery.power_w, battery.at),
+            ("battery_soc_pct", "%", battery.soc_pct, battery.at),
+        ]
+    return found
 
 
 class Builder:
@@ -102,9 +118,17 @@ class Builder:
         return (vault, pin.fingerprint if pin else None)
 
     def build(self, vault: Vault | None = None) -> Device:
-        """The device polled, or held back ("needs re-authentication") when its secret is
-        missing from the vault."""
+        """The device polled (or fed by its pushes), or held back ("needs
+        re-authentication") when its secret is missing from the vault."""
         config = self.config
+        if isinstance(config, PushConfig):
+            feed: PushedFeed[SiteReading] = PushedFeed(
+                config.name,
+                config.stale_after_s,
+                self._now,
+                _recording(config.name, self._recorder),
+            )
+            return Device(config.name, config.type, None, None, None, feed=feed)
         try:
             pin = self._pins.get(config.name)
             built = build_device(
@@ -121,16 +145,17 @@ class Builder:
             config.name,
             built.adapter.read_site,
             config.poll_interval_s,
-            config.timeout_s,
+            # ``timeout_s`` bounds each request; a reading takes a few of them
+            REQUESTS_PER_READ * config.timeout_s,
             POLL_BACKOFF,
-            on_reading=self._on_reading(built.client),
+            on_reading=self._on_reading(config, built.client),
             now=self._now,
         )
         return Device(config.name, config.type, built.adapter, built.client, poller, builder=self)
 
-    def _on_reading(self, client: Client) -> Callable[[SiteReading], None]:
-        record = _recording(self.config.name, self._recorder)
-        pinned = self.config.fingerprint is not None
+    def _on_reading(self, config: PolledConfig, client: Client) -> Callable[[SiteReading], None]:
+        record = _recording(config.name, self._recorder)
+        pinned = config.fingerprint is not None
 
         def on_reading(reading: SiteReading) -> None:
             nonlocal pinned
@@ -158,20 +183,34 @@ class Device:
     poller: Poller[SiteReading] | None
     problem: str = ""  # why it could not be built
     builder: Builder | None = None  # to build it again once its credentials change
+    feed: PushedFeed[SiteReading] | None = None  # a device that pushes instead
 
     @property
     def state(self) -> PollState:
-        if self.poller is None:
+        source = self.poller or self.feed
+        if source is None:
             return PollState(Health.NEEDS_REAUTH, self.problem)
-        return self.poller.state
+        return source.state
 
     @property
     def latest(self) -> SiteReading | None:
-        return None if self.poller is None else self.poller.latest
+        source = self.poller or self.feed
+        return None if source is None else source.latest
+
+    @property
+    def stale_after_s(self) -> float:
+        """How old its latest reading may be before it counts as stale."""
+        if self.feed is not None:
+            return self.feed.stale_after_s
+        interval_s = self.poller.interval_s if self.poller is not None else 0.0
+        return STALE_POLLS * interval_s + STALE_GRACE_S
 
     async def run(self) -> None:
         """Poll until cancelled or until the device refuses the call (not supported); after
         a refusal of its credentials, wait for new ones and poll again."""
+        if self.feed is not None:
+            await self.feed.run()
+            return
         while True:
             if self.poller is not None:
                 await self._poll(self.poller)

@@ -117,10 +117,12 @@ class ControlLoop:
 
     def _fresh(self, reading: SiteReading, now: datetime) -> bool:
         """Whether the engine steers the battery on this reading (it is recent enough)."""
-        stale = self._settings.stale
-        return (now - reading.grid.at).total_seconds() <= stale.grid_max_age_s and (
-            now - reading.battery.at
-        ).total_seconds() <= stale.battery_max_age_s
+        stale, battery = self._settings.stale, reading.battery
+        return (
+            battery is not None
+            and (now - reading.grid.at).total_seconds() <= stale.grid_max_age_s
+            and (now - battery.at).total_seconds() <= stale.battery_max_age_s
+        )
 
     async def apply(self, decision: Decision, device: Device | None, now: datetime) -> None:
         """Send the decision's commands; keep its state for what took effect."""

@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,11 @@ import uvicorn
 from surplus.api.app import create_app
 from surplus.config import ServiceConfig
 from surplus.domain.errors import ConfigError, SurplusError
+from surplus.integrations.push.config import PushConfig
+from surplus.integrations.push.models import PushedReading
+from surplus.integrations.push.receiver import Sink, push_routes
 from surplus.runtime.datadir import open_store, open_vault
-from surplus.runtime.devices import RECHECK_S, build_devices
+from surplus.runtime.devices import RECHECK_S, Device, build_devices
 from surplus.runtime.loop import ControlLoop
 from surplus.runtime.maintenance import PRUNE_INTERVAL_S, prune_periodically
 from surplus.security.redact import SecretFilter
@@ -98,7 +101,8 @@ class Service:
                 reopen_vault=lambda: open_vault(self.data_dir),
                 recheck_s=self._recheck_s,
             )
-            tick_s = min((d.poll_interval_s for d in self.config.devices), default=DEFAULT_TICK_S)
+            polled = [d for d in self.config.devices if not isinstance(d, PushConfig)]
+            tick_s = min((d.poll_interval_s for d in polled), default=DEFAULT_TICK_S)
             loop = ControlLoop(
                 self.config.site_settings(),
                 self.config.loadpoints,
@@ -108,7 +112,10 @@ class Service:
                 self._now,
                 self.config.tariff,
             )
-            app = create_app(devices, loop, store.series, self._now)
+            pushes = push_routes(
+                store.push_keys, store.push_messages, _push_sink(devices), self._now
+            )
+            app = create_app(devices, loop, store.series, self._now, pushes)
             try:
                 with _listening(self._host, self._port) as sock, _one_error():
                     async with asyncio.TaskGroup() as tasks:
@@ -116,7 +123,7 @@ class Service:
                             tasks.create_task(device.run(), name=f"poll {device.name}")
                         tasks.create_task(loop.run(), name="control loop")
                         tasks.create_task(
-                            prune_periodically(store.series, self._now, self._prune_interval_s),
+                            prune_periodically(store, self._now, self._prune_interval_s),
                             name="retention",
                         )
                         tasks.create_task(self._serve(app, sock), name="api")
@@ -215,6 +222,24 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield from _leaves(error)
         else:
             yield error
+
+
+def _push_sink(devices: Sequence[Device]) -> Sink:
+    """Where the push API hands what a source pushed: that source's device."""
+    feeds = {d.name: d.feed for d in devices if d.feed is not None}
+
+    def sink(source: str, reading: PushedReading | None, flags: frozenset[str]) -> None:
+        feed = feeds.get(source)
+        if feed is None:
+            log.warning(
+                "%s pushed readings, but no [[devices]] table of type push has that name;"
+                " they are stored, not used",
+                source,
+            )
+            return
+        feed.receive(reading, "it pushed an error instead of readings")
+
+    return sink
 
 
 def _is_loopback(host: str) -> bool:

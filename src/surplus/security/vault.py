@@ -212,16 +212,17 @@ class Vault:
         _check_name(name)
         plain = value.reveal() if isinstance(value, Secret) else value
         sealed = _seal(self._aead, _entry_aad(name), _utf8(plain, "the value"))
-        entries = {**self._envelope.entries, name: sealed}
-        self._save(_Envelope(self._envelope.kdf, self._envelope.check, entries))
+        latest = self._latest()
+        self._save(_Envelope(latest.kdf, latest.check, {**latest.entries, name: sealed}))
         for f in self._filters:
             f.add(plain)
 
     def delete(self, name: str) -> None:
-        if name not in self._envelope.entries:
+        latest = self._latest()
+        if name not in latest.entries:
             raise VaultError(self._path, "no such entry to delete", name)
-        entries = {k: v for k, v in self._envelope.entries.items() if k != name}
-        self._save(_Envelope(self._envelope.kdf, self._envelope.check, entries))
+        entries = {k: v for k, v in latest.entries.items() if k != name}
+        self._save(_Envelope(latest.kdf, latest.check, entries))
 
     def secret_values(self) -> frozenset[str]:
         """Every stored value, revealed: only for feeding a ``SecretFilter``."""
@@ -234,6 +235,21 @@ class Vault:
 
     def __repr__(self) -> str:
         return f"Vault({str(self._path)!r}, {len(self._envelope.entries)} entries)"
+
+    def _latest(self) -> _Envelope:
+        """The vault as it is on disk now: another process (``surplus secret set`` beside the
+        running service) may have changed it since it was opened, and a write must keep
+        what it added."""
+        if not self._path.exists():
+            return self._envelope
+        on_disk = _read_envelope(self._path)
+        try:
+            _open(self._aead, on_disk.check, _CHECK_AAD)
+        except InvalidTag:
+            raise VaultError(
+                self._path, "was replaced by a vault with another key since it was opened"
+            ) from None
+        return on_disk
 
     def _save(self, envelope: _Envelope) -> None:
         """Write ``envelope`` atomically; only then does this object take it on."""

@@ -2,10 +2,11 @@
 
 ``Store.open(path)`` gives ``.series`` (time series, rollups, history, retention),
 ``.recorder`` (what each poll calls), ``.log`` (the decision log), ``.sessions``
-(charging sessions) and ``.pins`` (certificates trusted on first use). A crash or
-kill -9 loses at most the recorder's last unflushed interval; opening the file again
-continues the same history. Every datetime in the API is timezone-aware; a naive one is
-refused.
+(charging sessions), ``.pins`` (certificates trusted on first use), ``.push_keys`` and
+``.push_messages`` (who may push readings, and what they pushed), and ``.chargers`` (the
+OCPP charge points allowed to connect). A crash or kill -9 loses at most the recorder's
+last unflushed interval; opening the file again continues the same history. Every datetime
+in the API is timezone-aware; a naive one is refused.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from surplus.store.chargers import ChargerEntry, ChargerRegistry
 from surplus.store.db import Database, Synchronous
 from surplus.store.log import DecisionLog, LogEntry
 from surplus.store.pins import Pin, Pins
+from surplus.store.push import PushKey, PushKeys, PushMessage, PushMessages
 from surplus.store.recorder import Recorder
 from surplus.store.series import (
     RAW,
@@ -32,12 +35,18 @@ from surplus.store.sessions import EnergySplit, Session, Sessions
 __all__ = [
     "RAW",
     "Bucket",
+    "ChargerEntry",
+    "ChargerRegistry",
     "DecisionLog",
     "EnergySplit",
     "LogEntry",
     "Pin",
     "Pins",
     "Point",
+    "PushKey",
+    "PushKeys",
+    "PushMessage",
+    "PushMessages",
     "Recorder",
     "Retention",
     "Sample",
@@ -60,6 +69,9 @@ class Store:
         self.log = log
         self.sessions = sessions
         self.pins = Pins(db)
+        self.push_keys = PushKeys(db)
+        self.push_messages = PushMessages(db)
+        self.chargers = ChargerRegistry(db)
 
     @classmethod
     def open(

@@ -120,6 +120,31 @@ CREATE TABLE device_pin (
 ) STRICT
 """
 
+# a key that pushed readings may carry (``store.push``): only its SHA-256 is kept
+_PUSH_KEY = """
+CREATE TABLE push_key (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    key_sha256 BLOB NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,  -- NULL while the key is valid
+    CHECK (length(key_sha256) = 32)
+) STRICT
+"""
+
+# an accepted push; the payload is the JSON that was sent, less its key
+_PUSH_MESSAGE = """
+CREATE TABLE push_message (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    tsms INTEGER,  -- the time the source gave, if any
+    payload TEXT NOT NULL,  -- JSON object
+    flags TEXT NOT NULL,  -- JSON array of strings
+    status INTEGER NOT NULL  -- the HTTP status answered
+) STRICT
+"""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         _SERIES,
@@ -138,6 +163,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX charging_session_start ON charging_session (start_ms)",
     ),
     (_DEVICE_PIN,),
+    (
+        _PUSH_KEY,
+        # one valid key per source: a second is refused until the first is revoked
+        "CREATE UNIQUE INDEX push_key_valid ON push_key (source) WHERE revoked_ms IS NULL",
+        _PUSH_MESSAGE,
+        "CREATE INDEX push_message_source ON push_message (source, received_ms)",
+    ),
+    (
+        # OCPP charge points allowed to connect: the key only as its SHA-256 (store/chargers.py)
+        """CREATE TABLE ocpp_charger (
+            id TEXT PRIMARY KEY,
+            key_sha256 TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            revoked_ms INTEGER  -- NULL while the charge point may connect
+        ) STRICT""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

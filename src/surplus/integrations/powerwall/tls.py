@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -50,12 +51,17 @@ class SelfSigned:
         return fingerprint(self.der)
 
 
-def self_signed(ip: str = "127.0.0.1", days: int = 3650) -> SelfSigned:
-    """A new key and a certificate for CN ``powerwall``, valid for the gateway names and ``ip``."""
+def self_signed(
+    ip: str = "127.0.0.1", days: int = 3650, *, names: Sequence[str] = GATEWAY_NAMES
+) -> SelfSigned:
+    """A new key and a certificate valid for the DNS ``names`` (the first is its CN; by
+    default a Powerwall gateway's: CN ``powerwall``) and ``ip``."""
+    if not names:
+        raise ValueError("a certificate needs at least one DNS name")
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "powerwall")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = dt.datetime.now(dt.UTC)
-    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in GATEWAY_NAMES]
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     alt_names.append(x509.IPAddress(ipaddress.ip_address(ip)))
     cert = (
         x509.CertificateBuilder()
