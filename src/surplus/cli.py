@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from surplus.credentials_cli import pin, secret_app
 from surplus.domain.errors import ConfigError, SurplusError
 from surplus.envoy_cli import auth_app, sim_envoy
+from surplus.ocpp_cli import ca_app, charger_app, sim_ocpp_charger
 from surplus.push_cli import push_key_app, sim_push_sender
+from surplus.terminal import console, err_console, fail, say
 
 if TYPE_CHECKING:
     from surplus.config import ServiceConfig
@@ -44,8 +45,9 @@ app.add_typer(auth_app, name="auth")
 sim_app.command("envoy")(sim_envoy)
 app.add_typer(push_key_app, name="push-key")
 sim_app.command("push-sender")(sim_push_sender)
-console = Console()
-err_console = Console(stderr=True)
+app.add_typer(ca_app, name="ca")
+app.add_typer(charger_app, name="charger")
+sim_app.command("ocpp-charger")(sim_ocpp_charger)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LogLevel = Annotated[str, typer.Option(help=f"Logging to stderr: {', '.join(LOG_LEVELS)}.")]
@@ -191,10 +193,9 @@ def check_config(
     try:
         config = load_config(file)
     except ConfigError as err:
-        _print_lines(str(err))
-        raise typer.Exit(2) from None
+        raise fail(str(err), 2) from None
     for line in [f"{file}: ok", *_summary(config)]:
-        _print(line)
+        say(line)
 
 
 def _summary(config: ServiceConfig) -> list[str]:
@@ -226,13 +227,12 @@ def run(
     try:
         service = Service(load_config(config), on_ready=_say_running)
     except ConfigError as err:
-        _print_lines(str(err))
-        raise typer.Exit(2) from None
+        raise fail(str(err), 2) from None
     _run_until_stopped(lambda: until_signalled(service.run()))
 
 
 def _say_running(url: str) -> None:
-    _print(f"surplus is running: {url}/api/v1/state  (Ctrl-C stops it)")
+    say(f"surplus is running: {url}/api/v1/state  (Ctrl-C stops it)")
 
 
 @app.command()
@@ -253,10 +253,21 @@ def demo(
     poll_s: Annotated[
         float, typer.Option("--poll-s", help="Seconds between two polls of the gateway.")
     ] = 2.0,
+    site: Annotated[
+        str,
+        typer.Option(
+            help="The simulated site: powerwall (a Powerwall 2 gateway), envoy (an Enphase"
+            " IQ Gateway and its cloud) or push (an inverter script posting Charge HQ's push"
+            " API)."
+        ),
+    ] = "powerwall",
     log_level: LogLevel = "warning",
 ) -> None:
-    """Run surplus against a simulated Powerwall site on this machine; Ctrl-C stops it."""
-    from surplus.demo import run_demo
+    """Run surplus against a simulated site on this machine; Ctrl-C stops it."""
+    from surplus.demo import SITES, run_demo
+
+    if site not in SITES:
+        raise typer.BadParameter(f"choose one of {', '.join(SITES)}", param_hint="--site")
 
     if not 0.0 < speed <= 100_000.0:
         raise typer.BadParameter("must be above 0 and at most 100000", param_hint="--speed")
@@ -269,7 +280,12 @@ def demo(
         data_dir = data.resolve()
         _run_until_stopped(
             lambda: run_demo(
-                data_dir, speed=speed, poll_s=poll_s, port=port, on_ready=_say_demo_ready
+                data_dir,
+                speed=speed,
+                poll_s=poll_s,
+                port=port,
+                on_ready=_say_demo_ready,
+                site=site,
             )
         )
 
@@ -292,25 +308,27 @@ def bench_service(
 
     if not 0.0 < minutes <= 24 * 60:
         raise typer.BadParameter("must be above 0 and at most a day", param_hint="--minutes")
-    _print(
+    say(
         f"surplus demo, gateway polled every {poll_s:g} s, {speed:g}x real time,"
         f" for {minutes:g} min"
     )
-    _print(f"{'time s':>8} {'rss MB':>8} {'peak MB':>8} {'cpu %':>7}")
+    say(f"{'time s':>8} {'rss MB':>8} {'peak MB':>8} {'cpu %':>7}")
     try:
         result = measure(
             minutes=minutes,
             poll_s=poll_s,
             speed=speed,
-            on_row=lambda r: _print(
+            on_row=lambda r: say(
                 f"{r.elapsed_s:8.1f} {r.rss_mb:8.1f} {r.peak_mb:8.1f} {r.cpu_pct:7.2f}"
             ),
         )
     except (SurplusError, OSError) as err:
-        _print_lines(f"error: {err}")
-        raise typer.Exit(1) from None
-    _print(f"integrations at the end: {result.integrations}")
-    _print(result.summary())
+        raise fail(f"error: {err}", 1) from None
+    say(f"integrations at the end: {result.integrations}")
+    say(result.summary())
+
+
+SITE_NAMES = {"powerwall": "Powerwall", "envoy": "Enphase Envoy", "push": "push API"}
 
 
 def _say_demo_ready(running: Demo) -> None:
@@ -318,14 +336,15 @@ def _say_demo_ready(running: Demo) -> None:
     since = datetime.now(UTC).replace(microsecond=0)
     day = [(since + timedelta(days=d)).isoformat().replace("+00:00", "Z") for d in (0, 1)]
     for line in [
-        f"surplus demo is running: a simulated Powerwall site, {running.speed:g}x real time",
+        f"surplus demo is running: a simulated {SITE_NAMES[running.site]} site,"
+        f" {running.speed:g}x real time",
         f"  state:   {api}/state",
-        f"  history: {api}/history?series=gateway.battery_soc_pct"
+        f"  history: {api}/history?series={running.device}.solar_w"
         f"&from={day[0]}&to={day[1]}&step=60",
         f"  data:    {running.data_dir}",
         "Ctrl-C stops it.",
     ]:
-        _print(line)
+        say(line)
 
 
 def _run_until_stopped(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -335,9 +354,8 @@ def _run_until_stopped(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     except KeyboardInterrupt:  # Ctrl-C before the service's own handlers were in place
         pass
     except (SurplusError, OSError) as err:
-        _print_lines(f"error: {err}")
-        raise typer.Exit(1) from None
-    _print("stopped")
+        raise fail(f"error: {err}", 1) from None
+    say("stopped")
 
 
 def _logging(level: str) -> None:
@@ -350,15 +368,6 @@ def _logging(level: str) -> None:
     )
     if level != "debug":  # a line per request to every device otherwise
         logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def _print(line: str) -> None:
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _print_lines(text: str) -> None:
-    for line in text.splitlines():
-        err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 @sim_app.command("powerwall")
@@ -456,21 +465,14 @@ def sim_powerwall(
             "Ctrl-C stops it.",
         ]
         for line in lines:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            say(line)
 
     try:
         serve(sim, host=host, port=port, http_port=http_port, ready=ready)
     except OSError as err:
         ports = f"{port}" if http_port is None else f"{port} and {http_port}"
-        err_console.print(
-            f"error: cannot serve on {host}:{ports} ({err.strerror or err})",
-            style="red",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2) from None
-    console.print("stopped")
+        raise fail(f"error: cannot serve on {host}:{ports} ({err.strerror or err})", 2) from None
+    say("stopped")
 
 
 if __name__ == "__main__":

@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from surplus.domain.errors import ConfigError, SurplusError
+from surplus.cli_config import ConfigFile, config_of
+from surplus.domain.errors import SurplusError
+from surplus.terminal import fail, say
 
 if TYPE_CHECKING:
-    from surplus.config import ServiceConfig
+    pass
 
 __all__ = ["pin", "secret_app"]
 
@@ -34,31 +34,6 @@ secret_app = typer.Typer(
     help="The encrypted vault of the service's passwords, tokens and keys.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigFile = Annotated[
-    Path, typer.Option("--config", help="The service's TOML config file (for its data_dir).")
-]
-
-
-def _say(line: str) -> None:
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(text: str, code: int = 1) -> typer.Exit:
-    for line in text.splitlines():
-        err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _config(file: Path) -> ServiceConfig:
-    from surplus.config import load_config
-
-    try:
-        return load_config(file)
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
 
 
 @secret_app.command("set")
@@ -69,19 +44,19 @@ def secret_set(
     """Store a secret in the vault (asked for without echo, or read from standard input)."""
     from surplus.runtime.datadir import open_vault
 
-    data_dir = _config(config).service.data_dir
+    data_dir = config_of(config).service.data_dir
     if sys.stdin.isatty():
         value = typer.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
     else:
         value = sys.stdin.readline().rstrip("\r\n")
     if not value:
-        raise _fail("error: an empty value is not stored", 2)
+        raise fail("error: an empty value is not stored", 2)
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         open_vault(data_dir).set(name, value)
     except (SurplusError, ValueError, OSError) as err:
-        raise _fail(f"error: {err}") from None
-    _say(f"{name} stored in the vault in {data_dir}")
+        raise fail(f"error: {err}") from None
+    say(f"{name} stored in the vault in {data_dir}")
 
 
 @secret_app.command("list")
@@ -90,11 +65,11 @@ def secret_list(config: ConfigFile) -> None:
     from surplus.runtime.datadir import open_vault
 
     try:
-        names = open_vault(_config(config).service.data_dir).names()
+        names = open_vault(config_of(config).service.data_dir).names()
     except (SurplusError, OSError) as err:
-        raise _fail(f"error: {err}") from None
+        raise fail(f"error: {err}") from None
     for name in names:
-        _say(name)
+        say(name)
 
 
 @secret_app.command("delete")
@@ -106,10 +81,10 @@ def secret_delete(
     from surplus.runtime.datadir import open_vault
 
     try:
-        open_vault(_config(config).service.data_dir).delete(name)
+        open_vault(config_of(config).service.data_dir).delete(name)
     except (SurplusError, OSError) as err:
-        raise _fail(f"error: {err}") from None
-    _say(f"{name} deleted")
+        raise fail(f"error: {err}") from None
+    say(f"{name} deleted")
 
 
 def pin(
@@ -132,16 +107,16 @@ def pin(
     from surplus.integrations.registry import presented_fingerprint
     from surplus.runtime.datadir import open_store
 
-    service = _config(config)
+    service = config_of(config)
     found = [(i, d) for i, d in enumerate(service.devices) if d.name == device]
     if not found:
         names = ", ".join(d.name for d in service.devices) or "none"
-        raise _fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
+        raise fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
     index, chosen = found[0]
     if isinstance(chosen, PushConfig):
-        raise _fail(f"error: {device} pushes to surplus: it has no certificate to pin", 2)
+        raise fail(f"error: {device} pushes to surplus: it has no certificate to pin", 2)
     if chosen.fingerprint is not None:
-        raise _fail(
+        raise fail(
             f"error: {config}: devices[{index}].fingerprint pins {device}'s certificate in the"
             " file itself; change it there (or remove it to pin in the store)",
             2,
@@ -151,24 +126,24 @@ def pin(
         try:
             expected = normalize_fingerprint(fingerprint)
         except ValueError as err:
-            raise _fail(f"error: --fingerprint: {err}", 2) from None
+            raise fail(f"error: --fingerprint: {err}", 2) from None
     try:
         presented = asyncio.run(presented_fingerprint(chosen))
     except SurplusError as err:
-        raise _fail(f"error: {device}: {err}") from None
-    _say(f"{device} ({chosen.host}) presents the certificate {presented}")
+        raise fail(f"error: {device}: {err}") from None
+    say(f"{device} ({chosen.host}) presents the certificate {presented}")
     if expected is not None and presented != expected:
-        raise _fail(f"error: that is not the expected {expected}; nothing pinned")
+        raise fail(f"error: that is not the expected {expected}; nothing pinned")
     if expected is None and not yes:
         if not sys.stdin.isatty():
-            raise _fail("error: not confirmed; pass --yes or --fingerprint FP", 2)
+            raise fail("error: not confirmed; pass --yes or --fingerprint FP", 2)
         typer.confirm("pin it?", abort=True)
     try:
         with open_store(service.service.data_dir) as store:
             before = store.pins.get(device)
             store.pins.set(device, presented, datetime.now(UTC))
     except SurplusError as err:
-        raise _fail(f"error: {err}") from None
+        raise fail(f"error: {err}") from None
     if before is not None and before.fingerprint != presented:
-        _say(f"replaced the pin {before.fingerprint} of {before.pinned_at:%Y-%m-%d %H:%M} UTC")
-    _say(f"{device}: pinned; a running service uses it within seconds")
+        say(f"replaced the pin {before.fingerprint} of {before.pinned_at:%Y-%m-%d %H:%M} UTC")
+    say(f"{device}: pinned; a running service uses it within seconds")

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from surplus.domain.errors import ConfigError, SurplusError
+from surplus.cli_config import ConfigFile, config_of
+from surplus.domain.errors import SurplusError
+from surplus.terminal import fail, say
 
 if TYPE_CHECKING:
-    from surplus.config import ServiceConfig
     from surplus.integrations.envoy.config import EnvoyConfig
     from surplus.integrations.envoy.simulator import ServedEnvoy
     from surplus.integrations.envoy.tokens import TokenClaims
@@ -39,31 +39,6 @@ auth_app = typer.Typer(
     help="Get a device's access token and keep it in the service's vault.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigFile = Annotated[
-    Path, typer.Option("--config", help="The service's TOML config file (for the device).")
-]
-
-
-def _say(line: str) -> None:
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(text: str, code: int = 1) -> typer.Exit:
-    for line in text.splitlines():
-        err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _config(file: Path) -> ServiceConfig:
-    from surplus.config import load_config
-
-    try:
-        return load_config(file)
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
 
 
 @auth_app.command("envoy")
@@ -84,17 +59,17 @@ def auth_envoy(
     from surplus.runtime.datadir import STORE_FILE, open_store, open_vault
     from surplus.security.vault import Secret
 
-    service = _config(config)
+    service = config_of(config)
     chosen = next((d for d in service.devices if d.name == device), None)
     if chosen is None:
         names = ", ".join(d.name for d in service.devices) or "none"
-        raise _fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
+        raise fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
     if not isinstance(chosen, EnvoyConfig):
-        raise _fail(f"error: {device} is a {chosen.type} device, not an envoy", 2)
+        raise fail(f"error: {device} is a {chosen.type} device, not an envoy", 2)
     if chosen.plain_http or chosen.token_secret is None:
-        raise _fail(f"error: {device} is reached over plain HTTP (firmware < 7): no token", 2)
+        raise fail(f"error: {device} is reached over plain HTTP (firmware < 7): no token", 2)
     if not token_stdin and chosen.enlighten_email is None:
-        raise _fail(
+        raise fail(
             f"error: {device} has no enlighten_email and enlighten_password_secret in {config};"
             " add them, or paste a token with --token-stdin",
             2,
@@ -103,7 +78,7 @@ def auth_envoy(
     if token_stdin:
         pasted = _read_token()
         if not pasted:
-            raise _fail("error: no token on standard input", 2)
+            raise fail("error: no token on standard input", 2)
     data_dir = service.service.data_dir
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -117,9 +92,9 @@ def auth_envoy(
         token, claims = asyncio.run(_obtain(chosen, vault, pinned, token))
         vault.set(chosen.token_secret, token)
     except (SurplusError, OSError) as err:
-        raise _fail(f"error: {device}: {err}") from None
+        raise fail(f"error: {device}: {err}") from None
     days = (claims.expires_at - datetime.now(UTC)).total_seconds() / 86_400
-    _say(
+    say(
         f"{device}: the gateway accepted the {claims.role} token; stored in the vault as"
         f" {chosen.token_secret}, valid until {claims.expires_at:%Y-%m-%d %H:%M} UTC"
         f" ({days:.0f} days)"
@@ -253,13 +228,13 @@ def sim_envoy(
                 "Ctrl-C stops it.",
             ]
             for line in lines:
-                _say(line)
+                say(line)
 
         try:
             serve(sim, host=host, port=port, cloud_port=cloud_port, ready=ready)
         except OSError as err:
-            raise _fail(
+            raise fail(
                 f"error: cannot serve on {host}:{port} and {cloud_port} ({err.strerror or err})",
                 2,
             ) from None
-    _say("stopped")
+    say("stopped")

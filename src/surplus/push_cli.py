@@ -19,18 +19,17 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from surplus.domain.errors import ConfigError, SurplusError
+from surplus.cli_config import ConfigFile, config_of, store_of
+from surplus.domain.errors import SurplusError
+from surplus.terminal import fail, say
 
 if TYPE_CHECKING:
     import httpx
 
-    from surplus.store import Store
 
 __all__ = ["push_key_app", "sim_push_sender"]
 
@@ -38,43 +37,13 @@ push_key_app = typer.Typer(
     help="The keys scripts push the site's meters with (Charge HQ's push API).",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
 
-ConfigFile = Annotated[
-    Path, typer.Option("--config", help="The service's TOML config file (for its data_dir).")
-]
 SourceName = Annotated[str, typer.Argument(help="The pushing source's name.")]
 
 MIN_INTERVAL_S = 30.0  # Charge HQ's floor for a pushing client
 JITTER = 0.1  # each wait is up to this share longer, so that clients do not move in step
 TIMEOUT_S = 10.0
 MAX_RETRY_AFTER_S = 3600.0
-
-
-def _say(line: str, *, err: bool = False) -> None:
-    (err_console if err else console).print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(text: str, code: int = 1) -> typer.Exit:
-    for line in text.splitlines():
-        err_console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _store(config: Path) -> Store:
-    from surplus.config import load_config
-    from surplus.runtime.datadir import open_store
-
-    try:
-        data_dir = load_config(config).service.data_dir
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
-    try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return open_store(data_dir)
-    except (SurplusError, OSError) as err:
-        raise _fail(f"error: {err}") from None
 
 
 def _time(at: datetime) -> str:
@@ -84,30 +53,26 @@ def _time(at: datetime) -> str:
 @push_key_app.command("create")
 def push_key_create(name: SourceName, config: ConfigFile) -> None:
     """Make a push key for NAME and show it, this once."""
-    from surplus.config import load_config
     from surplus.integrations.push.config import PushConfig
     from surplus.integrations.push.receiver import PUSH_PATH
 
-    try:
-        sources = [d.name for d in load_config(config).devices if isinstance(d, PushConfig)]
-    except ConfigError as err:
-        raise _fail(str(err), 2) from None
+    sources = [d.name for d in config_of(config).devices if isinstance(d, PushConfig)]
     if name not in sources:
-        raise _fail(
+        raise fail(
             f'error: {config} has no [[devices]] table with type = "push" and name ='
             f' "{name}" (push devices: {", ".join(sources) or "none"}); add one first',
             2,
         )
     try:
-        with _store(config) as store:
+        with store_of(config) as store:
             key = store.push_keys.create(name, datetime.now(UTC))
     except ValueError as err:
-        raise _fail(f"error: {err} (surplus push-key revoke {name})") from None
+        raise fail(f"error: {err} (surplus push-key revoke {name})") from None
     except SurplusError as err:
-        raise _fail(f"error: {err}") from None
-    _say(f"push key for {name}; it is shown only now and cannot be shown again:", err=True)
-    _say(key)
-    _say(
+        raise fail(f"error: {err}") from None
+    say(f"push key for {name}; it is shown only now and cannot be shown again:", err=True)
+    say(key)
+    say(
         f'A script sends it as "apiKey" in the JSON body of each POST to {PUSH_PATH} on'
         " surplus's API, as it would to Charge HQ.",
         err=True,
@@ -118,28 +83,28 @@ def push_key_create(name: SourceName, config: ConfigFile) -> None:
 def push_key_list(config: ConfigFile) -> None:
     """The push keys' names, when each was made and revoked (never the keys)."""
     try:
-        with _store(config) as store:
+        with store_of(config) as store:
             keys = store.push_keys.list()
     except SurplusError as err:
-        raise _fail(f"error: {err}") from None
+        raise fail(f"error: {err}") from None
     if not keys:
-        _say("no push keys")
+        say("no push keys")
     for key in keys:
         revoked = "valid" if key.revoked_at is None else f"revoked {_time(key.revoked_at)}"
-        _say(f"{key.source}: created {_time(key.created_at)}, {revoked}")
+        say(f"{key.source}: created {_time(key.created_at)}, {revoked}")
 
 
 @push_key_app.command("revoke")
 def push_key_revoke(name: SourceName, config: ConfigFile) -> None:
     """Revoke NAME's push key: its pushes are refused (401) from now on."""
     try:
-        with _store(config) as store:
+        with store_of(config) as store:
             revoked = store.push_keys.revoke(name, datetime.now(UTC))
     except SurplusError as err:
-        raise _fail(f"error: {err}") from None
+        raise fail(f"error: {err}") from None
     if not revoked:
-        raise _fail(f"error: {name} has no valid push key")
-    _say(f"{name}: push key revoked; a running service refuses it from now on")
+        raise fail(f"error: {name} has no valid push key")
+    say(f"{name}: push key revoked; a running service refuses it from now on")
 
 
 def sim_push_sender(
@@ -194,8 +159,8 @@ def sim_push_sender(
     """Push a simulated site's meters to a Charge HQ push receiver, like a script would."""
     import httpx
 
-    from surplus.demo import speed_clock
     from surplus.integrations.push.simulator import FAULTS, SimulatedSite, payload
+    from surplus.sim.day import speed_clock
     from surplus.sim.devices import HomeBattery
 
     faults = frozenset(fault or [])
@@ -235,7 +200,7 @@ def sim_push_sender(
                 time.sleep(max(0.0, sent + wait_s - time.monotonic()))
     except KeyboardInterrupt:
         pass
-    _say("stopped")
+    say("stopped")
 
 
 def _clock(clock: Callable[[], datetime], start: datetime | None) -> Callable[[], datetime]:
@@ -267,7 +232,7 @@ def _push(client: httpx.Client, url: str, body: dict[str, object], what: str) ->
     try:
         answer = client.post(url, json=body)
     except httpx.HTTPError as err:
-        _say(f"{what}: no answer ({type(err).__name__}: {err}); sample dropped")
+        say(f"{what}: no answer ({type(err).__name__}: {err}); sample dropped")
         return 0.0
     status = answer.status_code
     try:
@@ -283,7 +248,7 @@ def _push(client: httpx.Client, url: str, body: dict[str, object], what: str) ->
     if isinstance(warnings, list) and warnings:
         line += f"; warnings: {', '.join(map(str, warnings))}"
     if status in (401, 403):
-        raise _fail(
+        raise fail(
             f"{line}\nerror: the receiver refused the key; stopping (a revoked or wrong key:"
             " make a new one with `surplus push-key create`)"
         )
@@ -293,7 +258,7 @@ def _push(client: httpx.Client, url: str, body: dict[str, object], what: str) ->
         line += f"; waiting {wait_s:g} s"
     elif status >= 500:
         line += "; sample dropped"
-    _say(line)
+    say(line)
     return wait_s
 
 

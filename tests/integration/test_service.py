@@ -311,7 +311,7 @@ async def test_a_reserve_left_raised_by_an_earlier_run_is_put_back(tmp_path: Pat
     async with running_simulator(sim) as served:
         path = write_demo_files(tmp_path, served, "Pw-reserve-3k", poll_s=0.2)
         text = path.read_text()  # without the tariff: the engine keeps to self-consumption
-        path.write_text(text[: text.index("# a time-of-use tariff")])
+        path.write_text(text[: text.index("[tariff]")])
         config = load_config(path)
         task = asyncio.create_task(Service(config, api_port=0).run())
         try:
@@ -331,10 +331,10 @@ async def test_a_reserve_left_raised_by_an_earlier_run_is_put_back(tmp_path: Pat
     assert [(e.command["battery_mode"], e.result) for e in entries] == [("normal", "ok")]
 
 
-async def test_a_task_that_fails_at_start_is_one_error_not_a_group(tmp_path: Path) -> None:
+async def test_a_task_that_fails_at_start_isone_error_not_a_group(tmp_path: Path) -> None:
     async def fail() -> None:
         raise SurplusError("the API could not start")
 
-    with pytest.raises(SurplusError, match="could not start"), service_module._one_error():
+    with pytest.raises(SurplusError, match="could not start"), service_module.one_error():
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail())

@@ -117,7 +117,7 @@ class Service:
             )
             app = create_app(devices, loop, store.series, self._now, pushes)
             try:
-                with _listening(self._host, self._port) as sock, _one_error():
+                with _listening(self._host, self._port) as sock, one_error():
                     async with asyncio.TaskGroup() as tasks:
                         for device in devices:
                             tasks.create_task(device.run(), name=f"poll {device.name}")
@@ -204,7 +204,7 @@ def _install_everywhere(redactor: SecretFilter) -> None:
 
 
 @contextlib.contextmanager
-def _one_error() -> Iterator[None]:
+def one_error() -> Iterator[None]:
     """A task group's failure as the one error inside it, when there is one: the command
     line then says it on one line instead of printing the group."""
     try:

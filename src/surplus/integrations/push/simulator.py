@@ -1,6 +1,6 @@
 """A simulated site pushing its meters like a Charge HQ script (``surplus sim push-sender``).
 
-The site lives the demo's day (``surplus.demo.solar_w`` and ``load_w``) with, unless left
+The site lives the demo's day (``surplus.sim.day.solar_w`` and ``load_w``) with, unless left
 out, a home battery (``sim.devices.HomeBattery`` in self-consumption) that takes the surplus
 and covers the deficit. ``SimulatedSite.meters`` steps it to a simulated time and gives its
 ``siteMeters``, rounded to the watt so that the balance holds as sent; ``payload`` wraps them
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from surplus.control.state import BatteryMode
-from surplus.demo import load_w, solar_w
+from surplus.sim.day import load_w, solar_w
 from surplus.sim.devices import HomeBattery
 
 __all__ = ["FAULTS", "OUTAGE_ERROR", "SimulatedSite", "payload"]
