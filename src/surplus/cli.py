@@ -199,11 +199,11 @@ def check_config(
 
 
 def _summary(config: ServiceConfig) -> list[str]:
-    from surplus.integrations.push.config import PushConfig
+    from surplus.integrations.registry import is_polled
 
     service = config.service
     devices = [
-        f"{d.name} ({d.type}, {'pushes' if isinstance(d, PushConfig) else d.host})"
+        f"{d.name} ({d.type}, {d.host if is_polled(d) else 'connects to surplus'})"
         for d in config.devices
     ]
     loadpoints = [f"{lp.name} ({lp.mode})" for lp in config.loadpoints]
@@ -261,13 +261,22 @@ def demo(
             " API)."
         ),
     ] = "powerwall",
+    charger: Annotated[
+        str | None,
+        typer.Option(
+            help="A simulated charger too: ocpp (an OCPP 1.6J wallbox connecting to surplus's"
+            " central system, a car plugged in by day)."
+        ),
+    ] = None,
     log_level: LogLevel = "warning",
 ) -> None:
     """Run surplus against a simulated site on this machine; Ctrl-C stops it."""
-    from surplus.demo import SITES, run_demo
+    from surplus.demo import CHARGERS, SITES, run_demo
 
     if site not in SITES:
         raise typer.BadParameter(f"choose one of {', '.join(SITES)}", param_hint="--site")
+    if charger is not None and charger not in CHARGERS:
+        raise typer.BadParameter(f"choose one of {', '.join(CHARGERS)}", param_hint="--charger")
 
     if not 0.0 < speed <= 100_000.0:
         raise typer.BadParameter("must be above 0 and at most 100000", param_hint="--speed")
@@ -286,6 +295,7 @@ def demo(
                 port=port,
                 on_ready=_say_demo_ready,
                 site=site,
+                charger=charger,
             )
         )
 

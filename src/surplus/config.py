@@ -5,6 +5,7 @@
     [[devices]]     one table per device; its ``type`` picks its model in the registry
     [[loadpoints]]  the engine's ``LoadpointSettings``, plus the device that is its charger
     [tariff]        the owner's time-of-use tariff (``TimeOfUseTariff``): the planner's prices
+    [ocpp]          where the OCPP central system listens for chargers (``OcppSection``)
 
 ``load_config`` raises one ``ConfigError`` naming the file and, for each problem, its key path
 (``devices[0].password``) or, for a TOML syntax error, its line and column. No message quotes
@@ -32,6 +33,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from surplus.control.settings import LoadpointSettings, SiteSettings, parse_settings
 from surplus.domain.errors import ConfigError
+from surplus.integrations.ocpp.config import OcppSection
 from surplus.integrations.registry import DEVICE_TYPES, DeviceConfig
 from surplus.tariffs import TimeOfUseTariff
 
@@ -44,6 +46,7 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
+CHARGER_TYPES = frozenset({"ocpp"})  # the device types a loadpoint can charge through
 
 _TOML_WHERE = re.compile(r"(?P<message>.*) \(at (?P<where>[^()]*)\)$")
 
@@ -102,6 +105,7 @@ class ServiceConfig(BaseModel):
     site: SiteSection = SiteSection()
     devices: list[Annotated[DeviceConfig, PlainValidator(_device)]] = Field(default_factory=list)
     loadpoints: list[LoadpointConfig] = Field(default_factory=list)
+    ocpp: OcppSection = OcppSection()
     tariff: TimeOfUseTariff | None = None  # without it there are no prices and no plan
 
     @model_validator(mode="wrap")
@@ -154,11 +158,17 @@ def _cross_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     devices = _tables(data.get("devices"))
     loadpoints = _tables(data.get("loadpoints"))
     problems = _duplicate_names("devices", devices) + _duplicate_names("loadpoints", loadpoints)
-    device_names = {table.get("name") for _, table in devices}
+    device_types = {table.get("name"): table.get("type") for _, table in devices}
     for i, table in loadpoints:
         charger = table.get("charger_device")
-        if isinstance(charger, str) and charger and charger not in device_names:
-            problems.append((("loadpoints", i, "charger_device"), f"no device named {charger!r}"))
+        if not isinstance(charger, str) or not charger:
+            continue
+        where = ("loadpoints", i, "charger_device")
+        if charger not in device_types:
+            problems.append((where, f"no device named {charger!r}"))
+        elif device_types[charger] not in CHARGER_TYPES:
+            kinds = ", ".join(sorted(CHARGER_TYPES))
+            problems.append((where, f"{charger!r} is no charger (charger types: {kinds})"))
     return problems
 
 

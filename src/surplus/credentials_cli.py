@@ -103,8 +103,7 @@ def pin(
 ) -> None:
     """Pin the certificate a device presents now, e.g. after it was replaced or reset."""
     from surplus.integrations.powerwall.tls import normalize_fingerprint
-    from surplus.integrations.push.config import PushConfig
-    from surplus.integrations.registry import presented_fingerprint
+    from surplus.integrations.registry import is_polled, presented_fingerprint
     from surplus.runtime.datadir import open_store
 
     service = config_of(config)
@@ -113,8 +112,8 @@ def pin(
         names = ", ".join(d.name for d in service.devices) or "none"
         raise fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
     index, chosen = found[0]
-    if isinstance(chosen, PushConfig):
-        raise fail(f"error: {device} pushes to surplus: it has no certificate to pin", 2)
+    if not is_polled(chosen):
+        raise fail(f"error: {device} connects to surplus: it has no certificate to pin", 2)
     if chosen.fingerprint is not None:
         raise fail(
             f"error: {config}: devices[{index}].fingerprint pins {device}'s certificate in the"

@@ -9,6 +9,11 @@ time from now on, and is served on 127.0.0.1 over the device's real protocol:
   renewed from it);
 - ``push``: an inverter script posting Charge HQ's push API to the service every 30 s.
 
+With ``charger="ocpp"`` a simulated OCPP 1.6J wallbox (one phase, 6 to 16 A) connects to
+the service's central system over security profile 1, and a simulated car is plugged into
+it from 07:30 to 19:00 (local, simulated): a session a day, ended by the unplugging. In
+``solar`` mode the engine makes its current follow the site's surplus.
+
 The demo writes a config file into the data directory and its credentials (the gateway's
 random password, the Envoy's token and Enlighten password, the push key) into the vault or
 the store: none is written in plain text.
@@ -21,6 +26,7 @@ import contextlib
 import json
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +39,7 @@ from surplus.integrations.envoy.simstate import EnvoySimulator
 from surplus.integrations.envoy.simulator import ServedEnvoy
 from surplus.integrations.envoy.simulator import running_simulator as running_envoy
 from surplus.integrations.envoy.tokens import OWNER
+from surplus.integrations.ocpp.chargepoint_sim import SimulatedChargePoint
 from surplus.integrations.powerwall.simulator import (
     PowerwallSimulator,
     ServedSimulator,
@@ -42,14 +49,26 @@ from surplus.integrations.push.receiver import PUSH_PATH
 from surplus.integrations.push.simulator import SimulatedSite, payload
 from surplus.runtime.datadir import VAULT_FILE, open_store, open_vault
 from surplus.runtime.service import Service, one_error, until_signalled
+from surplus.security.vault import Secret
 from surplus.sim.day import load_w, solar_w, speed_clock
-from surplus.sim.devices import HomeBattery
+from surplus.sim.devices import ElectricVehicle, HomeBattery
 
-__all__ = ["DEVICE", "SITES", "Demo", "demo_simulator", "run_demo", "write_demo_files"]
+__all__ = [
+    "CHARGERS",
+    "DEVICE",
+    "SITES",
+    "Demo",
+    "demo_simulator",
+    "run_demo",
+    "write_demo_files",
+]
 
 log = logging.getLogger(__name__)
 
 SITES = ("powerwall", "envoy", "push")
+CHARGERS = ("ocpp",)
+CHARGER = "wallbox"  # the simulated OCPP charger's name and chargePointId
+HOME_FROM_H, HOME_UNTIL_H = 7.5, 19.0  # the car is plugged in between (local, simulated)
 DEVICE = "gateway"  # the simulated Powerwall's name in the config, the store and the API
 DEVICES = {"powerwall": DEVICE, "envoy": "envoy", "push": "inverter"}
 PASSWORD_SECRET = f"{DEVICE}.password"
@@ -80,6 +99,54 @@ name = "carport"
 mode = "solar"
 """
 
+# The engine's contactor timers and command budget, in seconds of simulated time: the demo
+# divides them by its speed, since the engine runs on real time while the world runs fast.
+CONTACTOR_S = {
+    "start_delay_s": 120.0,
+    "stop_delay_s": 600.0,
+    "min_on_s": 900.0,
+    "min_off_s": 900.0,
+}
+BUDGET_INTERVAL_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCharger:
+    """The simulated OCPP wallbox in the demo's config: where the central system listens,
+    and the world's speed its loadpoint's timers are scaled by."""
+
+    port: int
+    speed: float
+
+    def tables(self) -> str:
+        contactor = "".join(f"{k} = {v / self.speed:.3g}\n" for k, v in CONTACTOR_S.items())
+        return f"""
+[ocpp]
+host = "127.0.0.1"
+profile1_port = {self.port}
+
+[[devices]]
+type = "ocpp"
+name = "{CHARGER}"
+phases = 1
+
+[[loadpoints]]
+name = "carport"
+mode = "solar"
+charger_device = "{CHARGER}"
+
+[loadpoints.charger]
+phases = 1
+min_current_a = 6
+max_current_a = 16
+
+# the timers of simulated time, at {self.speed:g}x real time
+[loadpoints.contactor]
+{contactor}
+[loadpoints.budget]
+min_interval_s = {BUDGET_INTERVAL_S / self.speed:.3g}
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Demo:
@@ -97,23 +164,34 @@ class Demo:
         return DEVICES[self.site]
 
 
-def demo_simulator(password: str, speed: float) -> PowerwallSimulator:
-    """A Powerwall gateway over the demo's day."""
-    return PowerwallSimulator(password, solar_w=solar_w, load_w=load_w, clock=speed_clock(speed))
+def demo_simulator(
+    password: str, speed: float, house_w: Callable[[datetime], float] = load_w
+) -> PowerwallSimulator:
+    """A Powerwall gateway over the demo's day; ``house_w``: all the load behind it."""
+    return PowerwallSimulator(password, solar_w=solar_w, load_w=house_w, clock=speed_clock(speed))
 
 
-def _write_config(data_dir: Path, device: str, extra: str = "") -> Path:
+def _write_config(
+    data_dir: Path, device: str, extra: str = "", charger: DemoCharger | None = None
+) -> Path:
+    """The demo's config: the site's device, ``extra`` tables and the loadpoint, driven by
+    the simulated OCPP ``charger`` when there is one."""
+    loadpoint = LOADPOINT if charger is None else charger.tables()
     path = data_dir / CONFIG_FILE
     path.write_text(
         "# Written by `surplus demo` for its simulated site (rewritten at each start).\n\n"
         f"[service]\ndata_dir = {_toml(str(data_dir))}\n\n"
-        f"[[devices]]\n{device}{extra}{LOADPOINT}"
+        f"[[devices]]\n{device}{extra}{loadpoint}"
     )
     return path
 
 
 def write_demo_files(
-    data_dir: Path, served: ServedSimulator, password: str, poll_s: float = POLL_INTERVAL_S
+    data_dir: Path,
+    served: ServedSimulator,
+    password: str,
+    poll_s: float = POLL_INTERVAL_S,
+    charger: DemoCharger | None = None,
 ) -> Path:
     """Store ``password`` in the vault of ``data_dir`` and write a config file naming it, the
     gateway polled every ``poll_s``; returns the config file's path."""
@@ -127,11 +205,16 @@ fingerprint = "{served.fingerprint}"
 poll_interval_s = {poll_s}
 timeout_s = 5.0
 """
-    return _write_config(data_dir, device, TARIFF)
+    return _write_config(data_dir, device, TARIFF, charger)
 
 
 def _write_envoy_files(
-    data_dir: Path, served: ServedEnvoy, email: str, password: str, poll_s: float
+    data_dir: Path,
+    served: ServedEnvoy,
+    email: str,
+    password: str,
+    poll_s: float,
+    charger: DemoCharger | None,
 ) -> Path:
     """The Envoy's owner token and Enlighten password in the vault, the cloud's certificate
     beside them, and a config naming them."""
@@ -155,14 +238,14 @@ fingerprint = "{served.fingerprint}"
 poll_interval_s = {poll_s}
 timeout_s = 5.0
 """
-    return _write_config(data_dir, device)
+    return _write_config(data_dir, device, charger=charger)
 
 
-def _write_push_files(data_dir: Path) -> tuple[Path, str]:
+def _write_push_files(data_dir: Path, charger: DemoCharger | None) -> tuple[Path, str]:
     """A config with a push source, and a new key for it (an earlier one revoked)."""
     name = DEVICES["push"]
     device = f'type = "push"\nname = "{name}"\nstale_after_s = {3 * PUSH_INTERVAL_S:g}\n'
-    config = _write_config(data_dir, device)
+    config = _write_config(data_dir, device, charger=charger)
     with open_store(data_dir) as store:
         store.push_keys.revoke(name, datetime.now(UTC))
         key = store.push_keys.create(name, datetime.now(UTC))
@@ -174,11 +257,13 @@ def _toml(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-async def _push_forever(api_url: asyncio.Future[str], key: str, speed: float) -> None:
+async def _push_forever(
+    api_url: asyncio.Future[str], key: str, speed: float, house_w: Callable[[datetime], float]
+) -> None:
     """Post the simulated inverter's meters every ``PUSH_INTERVAL_S``, like a script would."""
     url = f"{await api_url}{PUSH_PATH}"
     clock = speed_clock(speed)
-    site = SimulatedSite(HomeBattery(), step_s=PUSH_INTERVAL_S * speed)
+    site = SimulatedSite(HomeBattery(), step_s=PUSH_INTERVAL_S * speed, house_w=house_w)
     async with httpx.AsyncClient(timeout=10.0) as http:
         while True:
             try:
@@ -190,6 +275,57 @@ async def _push_forever(api_url: asyncio.Future[str], key: str, speed: float) ->
             await asyncio.sleep(PUSH_INTERVAL_S)
 
 
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now (for the central system, whose URL the charger needs
+    before the service starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _register_charger(data_dir: Path) -> Secret:
+    """The simulated wallbox registered with a new key (an earlier one replaced)."""
+    with open_store(data_dir) as store:
+        with contextlib.suppress(KeyError):  # a first run: nothing to replace
+            store.chargers.revoke(CHARGER)
+        return store.chargers.add(CHARGER)
+
+
+def _plugged(at: datetime) -> bool:
+    local = at.astimezone()
+    hour = local.hour + local.minute / 60.0
+    return HOME_FROM_H <= hour < HOME_UNTIL_H
+
+
+def _wallbox(data_dir: Path, charger: DemoCharger) -> SimulatedChargePoint:
+    """The simulated wallbox, registered with the service's central system."""
+    return SimulatedChargePoint(
+        CHARGER,
+        f"ws://127.0.0.1:{charger.port}/ocpp",
+        key=_register_charger(data_dir),
+        phases=1,
+        max_current_a=16.0,
+        speed=charger.speed,
+        car=lambda: ElectricVehicle(capacity_wh=50_000.0, energy_wh=20_000.0),
+    )
+
+
+async def _drive(api_url: asyncio.Future[str], wallbox: SimulatedChargePoint, speed: float) -> None:
+    """Run ``wallbox`` once the service listens; its car plugged in by day."""
+    await api_url
+    clock = speed_clock(speed)
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(wallbox.run())
+        await wallbox.wait_connected(30.0)
+        plugged = False
+        while True:
+            if _plugged(clock()) != plugged:
+                plugged = not plugged
+                await (wallbox.plug_in() if plugged else wallbox.unplug())
+            await asyncio.sleep(1.0)
+
+
 async def run_demo(
     data_dir: Path,
     *,
@@ -198,27 +334,38 @@ async def run_demo(
     port: int,
     on_ready: Callable[[Demo], None],
     site: str = "powerwall",
+    charger: str | None = None,
 ) -> None:
-    """Serve the simulated ``site`` and run the service against it, polling every
-    ``poll_s``, until SIGINT or SIGTERM."""
+    """Serve the simulated ``site`` (and ``charger``) and run the service against it,
+    polling every ``poll_s``, until SIGINT or SIGTERM."""
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, not {site!r}")
+    if charger is not None and charger not in CHARGERS:
+        raise ValueError(f"charger must be one of {CHARGERS}, not {charger!r}")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    wallbox = DemoCharger(_free_port(), speed) if charger is not None else None
+    charge_point = _wallbox(data_dir, wallbox) if wallbox is not None else None
+
+    def house_w(at: datetime) -> float:
+        """The household and, charging behind the same meter, the car."""
+        car_w = 0.0 if charge_point is None else charge_point.power_w()
+        return load_w(at) + car_w
+
     async with contextlib.AsyncExitStack() as stack:
         key = None
         if site == "powerwall":
             password = secrets.token_urlsafe(12)
             served = await stack.enter_async_context(
-                running_simulator(demo_simulator(password, speed))
+                running_simulator(demo_simulator(password, speed, house_w))
             )
-            config_file = write_demo_files(data_dir, served, password, poll_s)
+            config_file = write_demo_files(data_dir, served, password, poll_s, wallbox)
         elif site == "envoy":
             email, password = "owner@example.com", secrets.token_urlsafe(12)
             envoy = EnvoySimulator(
                 email=email,
                 password=password,
                 solar_w=solar_w,
-                load_w=load_w,
+                load_w=house_w,
                 battery=HomeBattery(),
                 clock=speed_clock(speed),
                 latency_s=(0.0, 0.05),
@@ -226,9 +373,11 @@ async def run_demo(
                 zeros_s=0.0,
             )
             served_envoy = await stack.enter_async_context(running_envoy(envoy))
-            config_file = _write_envoy_files(data_dir, served_envoy, email, password, poll_s)
+            config_file = _write_envoy_files(
+                data_dir, served_envoy, email, password, poll_s, wallbox
+            )
         else:
-            config_file, key = _write_push_files(data_dir)
+            config_file, key = _write_push_files(data_dir, wallbox)
         api_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def ready(url: str) -> None:
@@ -242,7 +391,9 @@ async def run_demo(
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(service.run())
                     if key is not None:
-                        tasks.create_task(_push_forever(api_url, key, speed))
+                        tasks.create_task(_push_forever(api_url, key, speed, house_w))
+                    if charge_point is not None:
+                        tasks.create_task(_drive(api_url, charge_point, speed))
 
         # installed after the simulators started: their servers set handlers of their own
         await until_signalled(everything())

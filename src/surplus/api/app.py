@@ -62,6 +62,10 @@ def create_app(
                         "setpoint_a": lp.setpoint_a,
                         "power_w": lp.power_w,
                         "reason": lp.reason,
+                        "charger_status": lp.charger_status,
+                        "offered_current_a": lp.offered_current_a,
+                        "session_wh": lp.session_wh,
+                        "session_solar_share": lp.session_solar_share,
                     }
                     for lp in loop.loadpoints()
                 ],

@@ -5,7 +5,8 @@ device surplus polls, a factory (config + vault -> adapter + client) to ``FACTOR
 nothing is discovered.
 
 Registered: ``powerwall`` (Tesla Powerwall 2/3 gateway), ``envoy`` (Enphase IQ Gateway),
-both polled, and ``push`` (a source posting to the Charge HQ-compatible push API).
+both polled, ``push`` (a source posting to the Charge HQ-compatible push API) and ``ocpp``
+(a charger connecting to surplus's OCPP central system).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias, TypeGuard, TypeVar
 
 import httpx
 
@@ -24,6 +25,7 @@ from surplus.integrations.envoy.client import EnvoyClient
 from surplus.integrations.envoy.cloud import EnlightenCloud
 from surplus.integrations.envoy.config import EnvoyConfig
 from surplus.integrations.envoy.tokens import EnvoyTokens
+from surplus.integrations.ocpp.config import OcppDeviceConfig
 from surplus.integrations.powerwall import client as powerwall_client
 from surplus.integrations.powerwall.adapter import PowerwallAdapter
 from surplus.integrations.powerwall.client import PowerwallClient
@@ -41,22 +43,30 @@ __all__ = [
     "DeviceConfig",
     "PolledConfig",
     "build_device",
+    "is_polled",
     "presented_fingerprint",
 ]
 
 # The config of a device surplus polls, and of any registered device.
 PolledConfig: TypeAlias = PowerwallConfig | EnvoyConfig
-DeviceConfig: TypeAlias = PolledConfig | PushConfig
+DeviceConfig: TypeAlias = PolledConfig | PushConfig | OcppDeviceConfig
 # What a factory builds: the capabilities (adapter) over the wire protocol (client).
 Adapter: TypeAlias = PowerwallAdapter | EnvoyAdapter
 Client: TypeAlias = PowerwallClient | EnvoyClient
 Clock = Callable[[], datetime]
 Factory = Callable[[PolledConfig, Vault, Clock, str | None], "BuiltDevice"]
 
+
+def is_polled(config: DeviceConfig) -> TypeGuard[PolledConfig]:
+    """Whether surplus polls the device (a push source and a charger come to surplus)."""
+    return not isinstance(config, PushConfig | OcppDeviceConfig)
+
+
 DEVICE_TYPES: Mapping[str, type[DeviceConfig]] = {
     "powerwall": PowerwallConfig,
     "envoy": EnvoyConfig,
     "push": PushConfig,
+    "ocpp": OcppDeviceConfig,
 }
 
 

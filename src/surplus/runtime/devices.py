@@ -10,6 +10,9 @@ other than the pinned one) is not retried: a login loop locks gateways and accou
 waits until what it is built from changes (the vault file, after ``surplus secret set``,
 or its pin, after ``surplus pin``) and is then built and polled again, without a restart.
 
+A charger (``type = "ocpp"``) is neither polled nor pushed: it is what the OCPP central
+system knows of it, and the control loop steers it.
+
 Certificates: a device whose config names no fingerprint gets the one pinned in the store;
 the one it trusted on first use is pinned there at its first good reading.
 """
@@ -27,6 +30,9 @@ from typing import Protocol
 
 from surplus.domain.errors import StoreError, VaultError
 from surplus.domain.readings import BatteryState, MeterReading
+from surplus.integrations.ocpp.central import CentralSystem
+from surplus.integrations.ocpp.config import OcppDeviceConfig
+from surplus.integrations.ocpp.loadpoint import OcppLoadpoint
 from surplus.integrations.push.config import PushConfig
 from surplus.integrations.registry import (
     Adapter,
@@ -52,6 +58,7 @@ RECHECK_S = 5.0  # how often a device needing re-authentication looks for new cr
 # A polled reading is stale once this many polls were missed, and the grace.
 STALE_POLLS, STALE_GRACE_S = 3, 1.0
 REQUESTS_PER_READ = 4
+CHARGER_HEALTH = {"ok": Health.OK, "stale": Health.STALE, "refused": Health.NEEDS_REAUTH}
 _rng = random.Random()
 
 
@@ -97,8 +104,10 @@ class Builder:
         now: Callable[[], datetime],
         on_secrets: Callable[[Sequence[Secret]], None],
         recheck_s: float = RECHECK_S,
+        central: CentralSystem | None = None,
     ) -> None:
         self.config = config
+        self._central = central
         self._open_vault = open_vault
         self._vault_path = vault_path
         self._pins = pins
@@ -121,6 +130,8 @@ class Builder:
         """The device polled (or fed by its pushes), or held back ("needs
         re-authentication") when its secret is missing from the vault."""
         config = self.config
+        if isinstance(config, OcppDeviceConfig):
+            return self._charger(config)
         if isinstance(config, PushConfig):
             feed: PushedFeed[SiteReading] = PushedFeed(
                 config.name,
@@ -153,6 +164,19 @@ class Builder:
         )
         return Device(config.name, config.type, built.adapter, built.client, poller, builder=self)
 
+    def _charger(self, config: OcppDeviceConfig) -> Device:
+        if self._central is None:  # the service starts one whenever an ocpp device is set
+            raise RuntimeError("an ocpp device needs the central system")
+        charger = OcppLoadpoint(
+            self._central,
+            config.charger_id,
+            connector_id=config.connector_id,
+            phases=config.phases,
+            voltage_v=config.voltage_v,
+            now=self._now,
+        )
+        return Device(config.name, config.type, None, None, None, charger=charger)
+
     def _on_reading(self, config: PolledConfig, client: Client) -> Callable[[SiteReading], None]:
         record = _recording(config.name, self._recorder)
         pinned = config.fingerprint is not None
@@ -184,9 +208,12 @@ class Device:
     problem: str = ""  # why it could not be built
     builder: Builder | None = None  # to build it again once its credentials change
     feed: PushedFeed[SiteReading] | None = None  # a device that pushes instead
+    charger: OcppLoadpoint | None = None  # a charger that connects to surplus
 
     @property
     def state(self) -> PollState:
+        if self.charger is not None:
+            return PollState(CHARGER_HEALTH[self.charger.health], self.charger.detail)
         source = self.poller or self.feed
         if source is None:
             return PollState(Health.NEEDS_REAUTH, self.problem)
@@ -266,12 +293,16 @@ def build_devices(
     *,
     reopen_vault: Callable[[], Vault] | None = None,
     recheck_s: float = RECHECK_S,
+    central: CentralSystem | None = None,
 ) -> list[Device]:
     """The devices; ``on_secrets`` is told every credential they hold (for the log
-    redaction), and ``reopen_vault`` opens the vault again when credentials change."""
+    redaction), and ``reopen_vault`` opens the vault again when credentials change;
+    ``central`` is the OCPP central system the chargers connect to."""
     reopen = reopen_vault if reopen_vault is not None else (lambda: vault)
     return [
-        Builder(config, reopen, vault.path, pins, recorder, now, on_secrets, recheck_s).build(vault)
+        Builder(
+            config, reopen, vault.path, pins, recorder, now, on_secrets, recheck_s, central
+        ).build(vault)
         for config in configs
     ]
 

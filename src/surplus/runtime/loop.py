@@ -8,8 +8,11 @@ sent) again next tick. A battery mode the device says it cannot do (``NotSupport
 is dropped: logged once, never sent again. Until a battery command has taken effect, the
 engine's mode is sent even when it did not change (see ``_synced``).
 
-No integration drives a charger yet, so every ``[[loadpoints]]`` table is left out of the
-engine's settings and reported with the reason.
+A ``[[loadpoints]]`` table whose ``charger_device`` is a charger (an OCPP connector) is
+driven: its charger's state goes into the snapshot, the engine's charger commands go to it
+(logged like the battery's), and its charging sessions are kept with their solar, battery
+and grid energy and cost. Any other loadpoint is left out of the engine's settings and
+reported with the reason.
 """
 
 from __future__ import annotations
@@ -23,13 +26,20 @@ from datetime import datetime
 from surplus.capabilities import BatteryController, TariffSource
 from surplus.config import LoadpointConfig
 from surplus.control.settings import SiteSettings
-from surplus.control.state import BatteryCommand, BatteryMode, ControlState, Decision
+from surplus.control.state import (
+    BatteryCommand,
+    BatteryMode,
+    ChargerCommand,
+    ControlState,
+    Decision,
+)
 from surplus.control.surplus import decide
 from surplus.domain.errors import DeviceError, NotSupportedError
-from surplus.domain.readings import SiteSnapshot
+from surplus.domain.readings import ChargerStatus, LoadpointSnapshot, SiteSnapshot
 from surplus.domain.tariff import SLOT, Rates
 from surplus.runtime.devices import Device, SiteReading, site_device
 from surplus.runtime.poller import Health
+from surplus.runtime.sessions import SessionTracker
 from surplus.store.log import DecisionLog
 
 __all__ = ["ControlLoop", "LoadpointStatus"]
@@ -39,13 +49,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class LoadpointStatus:
-    """What the API says about a loadpoint; setpoint and power are None while not driven."""
+    """What the API says about a loadpoint; the charger's figures are None while not driven
+    (or not heard from)."""
 
     name: str
     mode: str
     setpoint_a: float | None
     power_w: float | None
     reason: str
+    charger_status: str | None = None  # ``ChargerStatus``
+    offered_current_a: float | None = None
+    session_wh: float | None = None  # the open session's energy so far
+    session_solar_share: float | None = None
 
 
 class ControlLoop:
@@ -60,12 +75,32 @@ class ControlLoop:
         interval_s: float,
         now: Callable[[], datetime],
         tariff: TariffSource | None = None,
+        sessions: SessionTracker | None = None,
     ) -> None:
-        self._settings = settings.model_copy(update={"loadpoints": []})
-        self._loadpoints = [
-            LoadpointStatus(lp.name, lp.mode, None, None, _not_driven(lp, devices))
+        by_name = {d.name: d for d in devices}
+        self._chargers = {
+            lp.name: device.charger
             for lp in loadpoints
-        ]
+            if lp.charger_device is not None
+            and (device := by_name.get(lp.charger_device)) is not None
+            and device.charger is not None
+        }
+        driven = [lp.name for lp in settings.loadpoints if lp.name in self._chargers]
+        self._settings = settings.model_copy(
+            update={"loadpoints": [lp for lp in settings.loadpoints if lp.name in driven]}
+        )
+        self._charger_devices = {lp.name: lp.charger_device for lp in loadpoints}
+        self._loadpoints = {
+            lp.name: LoadpointStatus(
+                lp.name,
+                lp.mode,
+                None,
+                None,
+                "waiting for the charger" if lp.name in driven else _not_driven(lp, devices),
+            )
+            for lp in loadpoints
+        }
+        self._sessions = sessions
         self._devices = devices
         self._decisions = decisions
         self.interval_s = interval_s
@@ -79,7 +114,7 @@ class ControlLoop:
         self._synced = False
 
     def loadpoints(self) -> list[LoadpointStatus]:
-        return list(self._loadpoints)
+        return list(self._loadpoints.values())
 
     async def run(self) -> None:
         """Tick until cancelled; an error in one tick is logged and the next one runs."""
@@ -94,18 +129,59 @@ class ControlLoop:
         now = self._now()
         device = site_device(self._devices)
         reading = device.latest if device is not None else None
+        chargers = {name: c.reading() for name, c in self._chargers.items()}
         snapshot = SiteSnapshot(
             at=now,
             grid=reading.grid if reading else None,
             pv=reading.pv if reading else None,
             battery=reading.battery if reading else None,
+            loadpoints={
+                name: LoadpointSnapshot(state) for name, state in chargers.items() if state
+            },
             rates=self._known_rates(now),
         )
         decision = decide(snapshot, self._settings, self.state, now)
         if not self._synced and reading is not None and self._fresh(reading, now):
             decision = _with_battery_command(decision)
+        decision = _stopping_unasked_charges(decision, snapshot)
         await self.apply(decision, device, now)
+        self._report(decision, snapshot, now)
         return decision
+
+    def _report(self, decision: Decision, snapshot: SiteSnapshot, now: datetime) -> None:
+        """The driven loadpoints' figures for the API, and their charging sessions."""
+        for name, charger in self._chargers.items():
+            view = snapshot.loadpoints.get(name)
+            state = self.state.loadpoints.get(name)
+            session = None
+            if self._sessions is not None and view is not None:
+                transaction = charger.transaction
+                session = self._sessions.observe(
+                    name,
+                    now,
+                    charging_session=transaction is not None,
+                    session_energy_wh=transaction.energy_wh if transaction else None,
+                    ev_w=view.charger.power_w,
+                    pv_w=snapshot.pv.power_w if snapshot.pv else 0.0,
+                    home_w=max(snapshot.home_w() or 0.0, 0.0),
+                    battery_w=snapshot.battery.power_w if snapshot.battery else 0.0,
+                    rates=snapshot.rates,
+                )
+            reason = decision.reasons.get(name, "")
+            if view is None:
+                reason = f"no reading from {self._charger_devices[name]} yet: {charger.detail}"
+            self._loadpoints[name] = replace(
+                self._loadpoints[name],
+                setpoint_a=(state.current_a if state.on else 0.0) if state else None,
+                power_w=view.charger.power_w if view else None,
+                reason=reason,
+                charger_status=str(view.charger.status) if view else None,
+                offered_current_a=view.charger.offered_current_a if view else None,
+                session_wh=session.energy.total_wh if session and session.end is None else None,
+                session_solar_share=(
+                    session.energy.solar_share if session and session.end is None else None
+                ),
+            )
 
     def _known_rates(self, now: datetime) -> Rates | None:
         """The tariff's prices from now on, worked out again once a slot has passed."""
@@ -128,15 +204,38 @@ class ControlLoop:
         """Send the decision's commands; keep its state for what took effect."""
         state = decision.state
         for command in decision.commands:
-            if not isinstance(command, BatteryCommand):
-                continue  # charger commands: no loadpoint is driven yet
-            if not await self._battery(command, device, decision.reasons.get("battery", ""), now):
+            if isinstance(command, ChargerCommand):
+                reason = decision.reasons.get(command.loadpoint, "")
+                if not await self._charger(command, reason, now):
+                    # not taken: the engine's memory of that loadpoint stays as it was
+                    kept = dict(state.loadpoints)
+                    before = self.state.loadpoints.get(command.loadpoint)
+                    if before is None:
+                        kept.pop(command.loadpoint, None)
+                    else:
+                        kept[command.loadpoint] = before
+                    state = replace(state, loadpoints=kept)
+            elif not await self._battery(command, device, decision.reasons.get("battery", ""), now):
                 state = replace(
                     state,
                     battery_mode=self.state.battery_mode,
                     battery_power_w=self.state.battery_power_w,
                 )
         self.state = state
+
+    async def _charger(self, command: ChargerCommand, reason: str, now: datetime) -> bool:
+        """Send one charger command and log it; whether it took effect."""
+        charger = self._chargers.get(command.loadpoint)
+        if charger is None:
+            return False
+        try:
+            result, done = await charger.apply(command), True
+        except DeviceError as err:
+            log.warning("%s: charger command failed, retried next tick: %s", command.loadpoint, err)
+            result, done = f"failed, retried next tick: {err}", False
+        entry = {"enable": command.enable, "current_a": command.current_a, "phases": command.phases}
+        self._decisions.append(now, command.loadpoint, entry, reason, result)
+        return done
 
     async def _battery(
         self, command: BatteryCommand, device: Device | None, reason: str, now: datetime
@@ -180,11 +279,23 @@ def _with_battery_command(decision: Decision) -> Decision:
     return replace(decision, commands=(*decision.commands, command))
 
 
+def _stopping_unasked_charges(decision: Decision, snapshot: SiteSnapshot) -> Decision:
+    """``decision`` with a stop for each charger drawing power the engine did not ask for
+    (many start by themselves when a car is plugged in) and has no command for."""
+    commanded = {c.loadpoint for c in decision.commands if isinstance(c, ChargerCommand)}
+    stops = []
+    for name, view in snapshot.loadpoints.items():
+        state = decision.state.loadpoints.get(name)
+        wanted = state is not None and state.on
+        charger = view.charger
+        unasked = charger.status == ChargerStatus.CHARGING and not charger.enabled
+        if unasked and not wanted and name not in commanded:
+            stops.append(ChargerCommand(name, enable=False))
+    return replace(decision, commands=(*decision.commands, *stops)) if stops else decision
+
+
 def _not_driven(lp: LoadpointConfig, devices: Sequence[Device]) -> str:
     if lp.charger_device is None:
         return "not controlled: no charger_device configured"
     kind = next((d.type for d in devices if d.name == lp.charger_device), "unknown")
-    return (
-        f"not controlled: {lp.charger_device} ({kind}) is no charger, and no charger"
-        " integration exists yet"
-    )
+    return f"not controlled: {lp.charger_device} ({kind}) is no charger"

@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,20 @@ import uvicorn
 from surplus.api.app import create_app
 from surplus.config import ServiceConfig
 from surplus.domain.errors import ConfigError, SurplusError
-from surplus.integrations.push.config import PushConfig
+from surplus.integrations.ocpp.ca import CertificateAuthority
+from surplus.integrations.ocpp.central import CentralSystem, running_central_system
+from surplus.integrations.ocpp.config import OcppDeviceConfig
 from surplus.integrations.push.models import PushedReading
 from surplus.integrations.push.receiver import Sink, push_routes
+from surplus.integrations.registry import is_polled
 from surplus.runtime.datadir import open_store, open_vault
 from surplus.runtime.devices import RECHECK_S, Device, build_devices
 from surplus.runtime.loop import ControlLoop
 from surplus.runtime.maintenance import PRUNE_INTERVAL_S, prune_periodically
+from surplus.runtime.sessions import SessionTracker
 from surplus.security.redact import SecretFilter
+from surplus.security.vault import Vault
+from surplus.store import Store
 
 __all__ = ["DEFAULT_TICK_S", "Service", "until_signalled"]
 
@@ -81,6 +87,7 @@ class Service:
         self._on_ready = on_ready
         self._prune_interval_s = prune_interval_s
         self._recheck_s = recheck_s
+        self.ocpp_urls: dict[int, str] = {}  # security profile -> URL, once listening
 
     async def run(self) -> None:
         """Run until cancelled; a ``SurplusError`` if the store, vault or port is unusable."""
@@ -91,51 +98,82 @@ class Service:
             redactor = SecretFilter()
             vault.attach(redactor)
             _install_everywhere(redactor)
-            devices = build_devices(
-                self.config.devices,
-                vault,
-                store.pins,
-                store.recorder,
-                self._now,
-                lambda held: redactor.add(*(secret.reveal() for secret in held)),
-                reopen_vault=lambda: open_vault(self.data_dir),
-                recheck_s=self._recheck_s,
-            )
-            polled = [d for d in self.config.devices if not isinstance(d, PushConfig)]
-            tick_s = min((d.poll_interval_s for d in polled), default=DEFAULT_TICK_S)
-            loop = ControlLoop(
-                self.config.site_settings(),
-                self.config.loadpoints,
-                devices,
-                store.log,
-                tick_s,
-                self._now,
-                self.config.tariff,
-            )
-            pushes = push_routes(
-                store.push_keys, store.push_messages, _push_sink(devices), self._now
-            )
-            app = create_app(devices, loop, store.series, self._now, pushes)
-            try:
-                with _listening(self._host, self._port) as sock, one_error():
-                    async with asyncio.TaskGroup() as tasks:
-                        for device in devices:
-                            tasks.create_task(device.run(), name=f"poll {device.name}")
-                        tasks.create_task(loop.run(), name="control loop")
-                        tasks.create_task(
-                            prune_periodically(store, self._now, self._prune_interval_s),
-                            name="retention",
-                        )
-                        tasks.create_task(self._serve(app, sock), name="api")
-            finally:
-                for device in devices:
-                    try:
-                        await device.aclose()
-                    except Exception:
-                        log.warning("%s: closing its client failed", device.name, exc_info=True)
+            async with contextlib.AsyncExitStack() as stack:
+                central = None
+                if any(isinstance(d, OcppDeviceConfig) for d in self.config.devices):
+                    central = await stack.enter_async_context(self._central_system(store, vault))
+                devices = build_devices(
+                    self.config.devices,
+                    vault,
+                    store.pins,
+                    store.recorder,
+                    self._now,
+                    lambda held: redactor.add(*(secret.reveal() for secret in held)),
+                    reopen_vault=lambda: open_vault(self.data_dir),
+                    recheck_s=self._recheck_s,
+                    central=central,
+                )
+                await self._run(store, devices)
         finally:
             store.close()
             log.info("stopped; the store at %s is closed", store.path)
+
+    async def _run(self, store: Store, devices: list[Device]) -> None:
+        polled = [d for d in self.config.devices if is_polled(d)]
+        tick_s = min((d.poll_interval_s for d in polled), default=DEFAULT_TICK_S)
+        loop = ControlLoop(
+            self.config.site_settings(),
+            self.config.loadpoints,
+            devices,
+            store.log,
+            tick_s,
+            self._now,
+            self.config.tariff,
+            sessions=SessionTracker(store.sessions),
+        )
+        pushes = push_routes(store.push_keys, store.push_messages, _push_sink(devices), self._now)
+        app = create_app(devices, loop, store.series, self._now, pushes)
+        try:
+            with _listening(self._host, self._port) as sock, one_error():
+                async with asyncio.TaskGroup() as tasks:
+                    for device in devices:
+                        tasks.create_task(device.run(), name=f"poll {device.name}")
+                    tasks.create_task(loop.run(), name="control loop")
+                    tasks.create_task(
+                        prune_periodically(store, self._now, self._prune_interval_s),
+                        name="retention",
+                    )
+                    tasks.create_task(self._serve(app, sock), name="api")
+        finally:
+            for device in devices:
+                try:
+                    await device.aclose()
+                except Exception:
+                    log.warning("%s: closing its client failed", device.name, exc_info=True)
+
+    @contextlib.asynccontextmanager
+    async def _central_system(self, store: Store, vault: Vault) -> AsyncIterator[CentralSystem]:
+        """The OCPP central system the ``[ocpp]`` table describes; its URLs in ``ocpp_urls``."""
+        section = self.config.ocpp
+        ports = section.ports()
+        ca = None
+        if 2 in ports or 3 in ports:
+            try:
+                ca = CertificateAuthority.load(self.data_dir, vault)
+            except FileNotFoundError as err:
+                raise ConfigError([("ocpp", f"profiles 2 and 3 need the OCPP CA: {err}")]) from None
+        try:
+            async with running_central_system(
+                store.chargers, ports=ports, ca=ca, host=section.host, path=section.path
+            ) as central:
+                self.ocpp_urls = dict(central.urls)
+                for profile, url in sorted(central.urls.items()):
+                    log.info("OCPP central system (security profile %d) on %s", profile, url)
+                yield central
+        except OSError as err:
+            raise SurplusError(
+                f"the OCPP central system cannot listen on {section.host}: {err.strerror or err}"
+            ) from err
 
     async def _serve(self, app: Any, sock: socket.socket) -> None:
         config = uvicorn.Config(

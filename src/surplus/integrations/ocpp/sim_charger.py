@@ -93,6 +93,10 @@ class SimulatedCharger(abc.ABC):
         """Send a CALL and return the answer; None when it could not be sent (a transaction
         message is then queued) or was answered with a CALLERROR."""
 
+    def power_w(self) -> float:
+        """What the cars draw through the charger now, in W (for the site around it)."""
+        return sum(connector.power_w for connector in self.connectors.values())
+
     def say(self, line: str) -> None:
         log.info("%s: %s", self.id, line)
         if self._say is not None:

@@ -18,7 +18,7 @@ No ``tsms`` is sent: the simulated clock runs apart from the real one, and Charg
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,6 +40,7 @@ class SimulatedSite:
 
     battery: HomeBattery | None
     step_s: float
+    house_w: Callable[[datetime], float] = load_w  # the load behind the meter
     imported_kwh: float = 0.0
     exported_kwh: float = 0.0
     _last: datetime | None = field(default=None, init=False)
@@ -52,7 +53,7 @@ class SimulatedSite:
         self._last = at
         self.imported_kwh += max(self._grid_w, 0.0) * dt_s / 3.6e6
         self.exported_kwh += max(-self._grid_w, 0.0) * dt_s / 3.6e6
-        solar, load = solar_w(at), load_w(at)
+        solar, load = solar_w(at), self.house_w(at)
         production_kw, consumption_kw = round(solar / 1000, 3), round(load / 1000, 3)
         meters = {
             "production_kw": production_kw,
