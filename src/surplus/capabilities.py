@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from surplus.domain.readings import BatteryState, ChargerState, MeterReading, VehicleState
+from surplus.control.state import ChargerCommand
+from surplus.domain.readings import (
+    BatteryState,
+    ChargerState,
+    MeterReading,
+    SessionProgress,
+    VehicleState,
+)
 from surplus.domain.tariff import Rates
 
 
@@ -58,3 +65,24 @@ class VehicleWaker(Protocol):
 @runtime_checkable
 class TariffSource(Protocol):
     def known_rates(self, now: datetime) -> Rates: ...
+
+
+@runtime_checkable
+class SteeredCharger(Protocol):
+    """A loadpoint's charger as the control loop drives it (an OCPP connector, a car through
+    its vendor's cloud, a cloud-controlled wallbox): what it last reported, kept fresh by
+    the integration itself; its health ("ok", "stale" or "refused") with the reason; its
+    charging session; and the engine's commands, carried out (a short result) or refused
+    with a ``DeviceError``."""
+
+    @property
+    def health(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
+
+    def reading(self) -> ChargerState | None: ...
+
+    def session(self) -> SessionProgress: ...
+
+    async def apply(self, command: ChargerCommand) -> str: ...

@@ -69,6 +69,15 @@ class VehicleState:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionProgress:
+    """Whether a charging session is under way at a charger, and the energy it counted for
+    it (None when the charger counts none: the energy is then taken from its power)."""
+
+    active: bool
+    energy_wh: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoadpointSnapshot:
     """What is known about one loadpoint: its charger and, maybe, its car."""
 

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from surplus.capabilities import SteeredCharger
 from surplus.domain.errors import StoreError, VaultError
 from surplus.domain.readings import BatteryState, MeterReading
 from surplus.integrations.ocpp.central import CentralSystem
@@ -208,12 +209,13 @@ class Device:
     problem: str = ""  # why it could not be built
     builder: Builder | None = None  # to build it again once its credentials change
     feed: PushedFeed[SiteReading] | None = None  # a device that pushes instead
-    charger: OcppLoadpoint | None = None  # a charger that connects to surplus
+    charger: SteeredCharger | None = None  # a loadpoint's charger, driven by the loop
 
     @property
     def state(self) -> PollState:
         if self.charger is not None:
-            return PollState(CHARGER_HEALTH[self.charger.health], self.charger.detail)
+            health = CHARGER_HEALTH.get(self.charger.health, Health.STALE)
+            return PollState(health, self.charger.detail)
         source = self.poller or self.feed
         if source is None:
             return PollState(Health.NEEDS_REAUTH, self.problem)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from surplus.capabilities import BatteryController, TariffSource
+from surplus.capabilities import BatteryController, SteeredCharger, TariffSource
 from surplus.config import LoadpointConfig
 from surplus.control.settings import SiteSettings
 from surplus.control.state import (
@@ -78,7 +78,7 @@ class ControlLoop:
         sessions: SessionTracker | None = None,
     ) -> None:
         by_name = {d.name: d for d in devices}
-        self._chargers = {
+        self._chargers: dict[str, SteeredCharger] = {
             lp.name: device.charger
             for lp in loadpoints
             if lp.charger_device is not None
@@ -155,12 +155,12 @@ class ControlLoop:
             state = self.state.loadpoints.get(name)
             session = None
             if self._sessions is not None and view is not None:
-                transaction = charger.transaction
+                progress = charger.session()
                 session = self._sessions.observe(
                     name,
                     now,
-                    charging_session=transaction is not None,
-                    session_energy_wh=transaction.energy_wh if transaction else None,
+                    charging_session=progress.active,
+                    session_energy_wh=progress.energy_wh,
                     ev_w=view.charger.power_w,
                     pv_w=snapshot.pv.power_w if snapshot.pv else 0.0,
                     home_w=max(snapshot.home_w() or 0.0, 0.0),

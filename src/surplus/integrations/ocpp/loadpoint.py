@@ -21,7 +21,7 @@ from statistics import fmean
 
 from surplus.control.state import ChargerCommand
 from surplus.domain.errors import UnavailableError
-from surplus.domain.readings import ChargerState, ChargerStatus
+from surplus.domain.readings import ChargerState, ChargerStatus, SessionProgress
 from surplus.integrations.ocpp.central import CentralSystem
 from surplus.integrations.ocpp.limits import LimitStatus
 from surplus.integrations.ocpp.state import (
@@ -153,6 +153,13 @@ class OcppLoadpoint:
         return None if state is None else state.connector(self.connector_id).last_transaction
 
     # --- commands ---
+
+    def session(self) -> SessionProgress:
+        """A session is the charger's running transaction, with the energy it counted."""
+        transaction = self.transaction
+        if transaction is None:
+            return SessionProgress(active=False)
+        return SessionProgress(active=True, energy_wh=transaction.energy_wh)
 
     async def apply(self, command: ChargerCommand) -> str:
         """Carry out ``command``: "ok", with what else happened after a semicolon.
