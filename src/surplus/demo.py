@@ -108,6 +108,7 @@ CONTACTOR_S = {
     "min_off_s": 900.0,
 }
 BUDGET_INTERVAL_S = 300.0
+BUFFER_CARRY_S = 600.0  # how long the home battery may carry a started solar charge
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,10 @@ class DemoCharger:
     def tables(self) -> str:
         contactor = "".join(f"{k} = {v / self.speed:.3g}\n" for k, v in CONTACTOR_S.items())
         return f"""
+# the home battery carries a started charge through a cloud: {BUFFER_CARRY_S:g} s simulated
+[site.battery]
+buffer_carry_s = {BUFFER_CARRY_S / self.speed:.3g}
+
 [ocpp]
 host = "127.0.0.1"
 profile1_port = {self.port}

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from surplus.integrations.ocpp.chargepoint_sim import SimulatedChargePoint
@@ -139,12 +140,16 @@ def meter_values(site: Site) -> int:
     return sum(state.meter_values for state in states if state is not None)
 
 
-def test_bench_200_chargers_set_current_limit(benchmark: BenchmarkFixture) -> None:
+def test_bench_200_chargers_set_current_limit(
+    benchmark: BenchmarkFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         figures = benchmark.pedantic(
             lambda: asyncio.run(scenario(Path(tmp))), rounds=1, iterations=1
         )
-    for line in figures.lines():
-        print(line)
+    with capsys.disabled():  # the figures are the point: shown even under capture
+        print()
+        for line in figures.lines():
+            print(line)
     assert len(figures.reach_ms) == CHARGERS * ROUNDS
     assert figures.meter_values_per_s > 0.5 * CHARGERS * SPEED / 10

@@ -70,3 +70,35 @@ def test_demo_site_shows_live_solar_and_consumption(
     for name in vault.names():  # the Envoy's token and Enlighten password
         secret = vault.get(name).reveal().encode()
         assert all(secret not in path.read_bytes() for path in tmp_path.iterdir())
+
+
+def test_demo_with_an_ocpp_charger_drives_it(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "surplus.cli", "demo", "--charger", "ocpp"]
+    proc = subprocess.Popen(
+        [*command, "--port", "0", "--data", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    out = Followed(proc.stdout)
+    try:
+        url = out.wait_for("state:", timeout_s=30)
+        started = time.monotonic()
+        while True:
+            state = httpx.get(url, timeout=5).json()
+            (loadpoint,) = state["loadpoints"]
+            health = {i["name"]: i["status"] for i in state["integrations"]}
+            if loadpoint["charger_status"] is not None and health.get("wallbox") == "ok":
+                break
+            assert time.monotonic() - started < 30, state
+            time.sleep(0.2)
+        # a car is plugged in by day (simulated local time): either way the loop reports it
+        assert loadpoint["charger_status"] in ("disconnected", "connected", "charging")
+        assert loadpoint["reason"] and not loadpoint["reason"].startswith("not controlled")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
