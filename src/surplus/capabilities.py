@@ -86,3 +86,10 @@ class SteeredCharger(Protocol):
     def session(self) -> SessionProgress: ...
 
     async def apply(self, command: ChargerCommand) -> str: ...
+
+
+@runtime_checkable
+class RunningCharger(SteeredCharger, Protocol):
+    """A ``SteeredCharger`` that polls its vendor's cloud itself, within the API's limits."""
+
+    async def run(self) -> None: ...

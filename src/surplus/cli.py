@@ -23,6 +23,8 @@ from surplus.envoy_cli import auth_app, sim_envoy
 from surplus.ocpp_cli import ca_app, charger_app, sim_ocpp_charger
 from surplus.push_cli import push_key_app, sim_push_sender
 from surplus.terminal import console, err_console, fail, say
+from surplus.tesla_cli import auth_tesla, sim_tesla
+from surplus.wallbox_cli import sim_wallbox
 
 if TYPE_CHECKING:
     from surplus.config import ServiceConfig
@@ -48,6 +50,9 @@ sim_app.command("push-sender")(sim_push_sender)
 app.add_typer(ca_app, name="ca")
 app.add_typer(charger_app, name="charger")
 sim_app.command("ocpp-charger")(sim_ocpp_charger)
+sim_app.command("tesla")(sim_tesla)
+auth_app.command("tesla")(auth_tesla)
+sim_app.command("wallbox")(sim_wallbox)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LogLevel = Annotated[str, typer.Option(help=f"Logging to stderr: {', '.join(LOG_LEVELS)}.")]
@@ -264,8 +269,9 @@ def demo(
     charger: Annotated[
         str | None,
         typer.Option(
-            help="A simulated charger too: ocpp (an OCPP 1.6J wallbox connecting to surplus's"
-            " central system, a car plugged in by day)."
+            help="A simulated charger too, its car plugged in by day: ocpp (an OCPP 1.6J"
+            " wallbox connecting to surplus's central system), wallbox (a Wallbox through its"
+            " cloud) or tesla (a Tesla through the Fleet API)."
         ),
     ] = None,
     log_level: LogLevel = "warning",

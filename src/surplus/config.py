@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-CHARGER_TYPES = frozenset({"ocpp"})  # the device types a loadpoint can charge through
+CHARGER_TYPES = frozenset(
+    {"ocpp", "wallbox", "tesla"}
+)  # the device types a loadpoint can charge through
 
 _TOML_WHERE = re.compile(r"(?P<message>.*) \(at (?P<where>[^()]*)\)$")
 

@@ -9,10 +9,9 @@ time from now on, and is served on 127.0.0.1 over the device's real protocol:
   renewed from it);
 - ``push``: an inverter script posting Charge HQ's push API to the service every 30 s.
 
-With ``charger="ocpp"`` a simulated OCPP 1.6J wallbox (one phase, 6 to 16 A) connects to
-the service's central system over security profile 1, and a simulated car is plugged into
-it from 07:30 to 19:00 (local, simulated): a session a day, ended by the unplugging. In
-``solar`` mode the engine makes its current follow the site's surplus.
+With ``charger`` (``demo_chargers``: ``ocpp``, ``wallbox`` or ``tesla``) a simulated
+charger and car join the site, and in ``solar`` mode the engine makes the charging current
+follow the site's surplus.
 
 The demo writes a config file into the data directory and its credentials (the gateway's
 random password, the Envoy's token and Enlighten password, the push key) into the vault or
@@ -26,7 +25,6 @@ import contextlib
 import json
 import logging
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,11 +33,11 @@ from pathlib import Path
 import httpx
 
 from surplus.config import load_config
+from surplus.demo_chargers import CHARGERS, DemoCharger, start_charger
 from surplus.integrations.envoy.simstate import EnvoySimulator
 from surplus.integrations.envoy.simulator import ServedEnvoy
 from surplus.integrations.envoy.simulator import running_simulator as running_envoy
 from surplus.integrations.envoy.tokens import OWNER
-from surplus.integrations.ocpp.chargepoint_sim import SimulatedChargePoint
 from surplus.integrations.powerwall.simulator import (
     PowerwallSimulator,
     ServedSimulator,
@@ -49,9 +47,8 @@ from surplus.integrations.push.receiver import PUSH_PATH
 from surplus.integrations.push.simulator import SimulatedSite, payload
 from surplus.runtime.datadir import VAULT_FILE, open_store, open_vault
 from surplus.runtime.service import Service, one_error, until_signalled
-from surplus.security.vault import Secret
 from surplus.sim.day import load_w, solar_w, speed_clock
-from surplus.sim.devices import ElectricVehicle, HomeBattery
+from surplus.sim.devices import HomeBattery
 
 __all__ = [
     "CHARGERS",
@@ -66,9 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SITES = ("powerwall", "envoy", "push")
-CHARGERS = ("ocpp",)
-CHARGER = "wallbox"  # the simulated OCPP charger's name and chargePointId
-HOME_FROM_H, HOME_UNTIL_H = 7.5, 19.0  # the car is plugged in between (local, simulated)
 DEVICE = "gateway"  # the simulated Powerwall's name in the config, the store and the API
 DEVICES = {"powerwall": DEVICE, "envoy": "envoy", "push": "inverter"}
 PASSWORD_SECRET = f"{DEVICE}.password"
@@ -99,59 +93,6 @@ name = "carport"
 mode = "solar"
 """
 
-# The engine's contactor timers and command budget, in seconds of simulated time: the demo
-# divides them by its speed, since the engine runs on real time while the world runs fast.
-CONTACTOR_S = {
-    "start_delay_s": 120.0,
-    "stop_delay_s": 600.0,
-    "min_on_s": 900.0,
-    "min_off_s": 900.0,
-}
-BUDGET_INTERVAL_S = 300.0
-BUFFER_CARRY_S = 600.0  # how long the home battery may carry a started solar charge
-
-
-@dataclass(frozen=True, slots=True)
-class DemoCharger:
-    """The simulated OCPP wallbox in the demo's config: where the central system listens,
-    and the world's speed its loadpoint's timers are scaled by."""
-
-    port: int
-    speed: float
-
-    def tables(self) -> str:
-        contactor = "".join(f"{k} = {v / self.speed:.3g}\n" for k, v in CONTACTOR_S.items())
-        return f"""
-# the home battery carries a started charge through a cloud: {BUFFER_CARRY_S:g} s simulated
-[site.battery]
-buffer_carry_s = {BUFFER_CARRY_S / self.speed:.3g}
-
-[ocpp]
-host = "127.0.0.1"
-profile1_port = {self.port}
-
-[[devices]]
-type = "ocpp"
-name = "{CHARGER}"
-phases = 1
-
-[[loadpoints]]
-name = "carport"
-mode = "solar"
-charger_device = "{CHARGER}"
-
-[loadpoints.charger]
-phases = 1
-min_current_a = 6
-max_current_a = 16
-
-# the timers of simulated time, at {self.speed:g}x real time
-[loadpoints.contactor]
-{contactor}
-[loadpoints.budget]
-min_interval_s = {BUDGET_INTERVAL_S / self.speed:.3g}
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Demo:
@@ -180,7 +121,7 @@ def _write_config(
     data_dir: Path, device: str, extra: str = "", charger: DemoCharger | None = None
 ) -> Path:
     """The demo's config: the site's device, ``extra`` tables and the loadpoint, driven by
-    the simulated OCPP ``charger`` when there is one."""
+    the simulated ``charger`` when there is one."""
     loadpoint = LOADPOINT if charger is None else charger.tables()
     path = data_dir / CONFIG_FILE
     path.write_text(
@@ -280,57 +221,6 @@ async def _push_forever(
             await asyncio.sleep(PUSH_INTERVAL_S)
 
 
-def _free_port() -> int:
-    """A port free on 127.0.0.1 now (for the central system, whose URL the charger needs
-    before the service starts)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _register_charger(data_dir: Path) -> Secret:
-    """The simulated wallbox registered with a new key (an earlier one replaced)."""
-    with open_store(data_dir) as store:
-        with contextlib.suppress(KeyError):  # a first run: nothing to replace
-            store.chargers.revoke(CHARGER)
-        return store.chargers.add(CHARGER)
-
-
-def _plugged(at: datetime) -> bool:
-    local = at.astimezone()
-    hour = local.hour + local.minute / 60.0
-    return HOME_FROM_H <= hour < HOME_UNTIL_H
-
-
-def _wallbox(data_dir: Path, charger: DemoCharger) -> SimulatedChargePoint:
-    """The simulated wallbox, registered with the service's central system."""
-    return SimulatedChargePoint(
-        CHARGER,
-        f"ws://127.0.0.1:{charger.port}/ocpp",
-        key=_register_charger(data_dir),
-        phases=1,
-        max_current_a=16.0,
-        speed=charger.speed,
-        car=lambda: ElectricVehicle(capacity_wh=50_000.0, energy_wh=20_000.0),
-    )
-
-
-async def _drive(api_url: asyncio.Future[str], wallbox: SimulatedChargePoint, speed: float) -> None:
-    """Run ``wallbox`` once the service listens; its car plugged in by day."""
-    await api_url
-    clock = speed_clock(speed)
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(wallbox.run())
-        await wallbox.wait_connected(30.0)
-        plugged = False
-        while True:
-            if _plugged(clock()) != plugged:
-                plugged = not plugged
-                await (wallbox.plug_in() if plugged else wallbox.unplug())
-            await asyncio.sleep(1.0)
-
-
 async def run_demo(
     data_dir: Path,
     *,
@@ -348,15 +238,15 @@ async def run_demo(
     if charger is not None and charger not in CHARGERS:
         raise ValueError(f"charger must be one of {CHARGERS}, not {charger!r}")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    wallbox = DemoCharger(_free_port(), speed) if charger is not None else None
-    charge_point = _wallbox(data_dir, wallbox) if wallbox is not None else None
-
-    def house_w(at: datetime) -> float:
-        """The household and, charging behind the same meter, the car."""
-        car_w = 0.0 if charge_point is None else charge_point.power_w()
-        return load_w(at) + car_w
-
     async with contextlib.AsyncExitStack() as stack:
+        wallbox = None
+        if charger is not None:
+            wallbox = await start_charger(charger, data_dir, speed, stack)
+
+        def house_w(at: datetime) -> float:
+            """The household and, charging behind the same meter, the car."""
+            return load_w(at) + (0.0 if wallbox is None else wallbox.power_w())
+
         key = None
         if site == "powerwall":
             password = secrets.token_urlsafe(12)
@@ -397,8 +287,8 @@ async def run_demo(
                     tasks.create_task(service.run())
                     if key is not None:
                         tasks.create_task(_push_forever(api_url, key, speed, house_w))
-                    if charge_point is not None:
-                        tasks.create_task(_drive(api_url, charge_point, speed))
+                    if wallbox is not None:
+                        tasks.create_task(wallbox.drive(api_url))
 
         # installed after the simulators started: their servers set handlers of their own
         await until_signalled(everything())

@@ -147,7 +147,7 @@ def test_a_toml_syntax_error_names_its_line(tmp_path: Path) -> None:
 
 def test_an_unknown_device_type_lists_the_known_ones(tmp_path: Path) -> None:
     text = '[[devices]]\ntype = "fronius"\nname = "solar"\n\n[[devices]]\nname = "typeless"\n'
-    known = "give one of: envoy, ocpp, powerwall, push"
+    known = "give one of: envoy, ocpp, powerwall, push, tesla, wallbox"
     assert problems(tmp_path, text) == [
         ("devices[0].type", f"unknown device type 'fronius'; {known}"),
         ("devices[1].type", f"missing; {known}"),

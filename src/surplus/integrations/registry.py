@@ -5,19 +5,21 @@ device surplus polls, a factory (config + vault -> adapter + client) to ``FACTOR
 nothing is discovered.
 
 Registered: ``powerwall`` (Tesla Powerwall 2/3 gateway), ``envoy`` (Enphase IQ Gateway),
-both polled, ``push`` (a source posting to the Charge HQ-compatible push API) and ``ocpp``
-(a charger connecting to surplus's OCPP central system).
+both polled, ``push`` (a source posting to the Charge HQ-compatible push API), and the
+chargers ``ocpp`` (connecting to surplus's OCPP central system), ``wallbox`` (through the
+Wallbox cloud) and ``tesla`` (a car, through the Tesla Fleet API).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias, TypeGuard, TypeVar
 
 import httpx
 
+from surplus.capabilities import RunningCharger
 from surplus.domain.errors import NotSupportedError
 from surplus.integrations.envoy import client as envoy_client
 from surplus.integrations.envoy.adapter import EnvoyAdapter
@@ -32,16 +34,24 @@ from surplus.integrations.powerwall.client import PowerwallClient
 from surplus.integrations.powerwall.config import PowerwallConfig
 from surplus.integrations.powerwall.tls import fingerprint, presented_certificate
 from surplus.integrations.push.config import PushConfig
+from surplus.integrations.tesla.config import TeslaConfig
+from surplus.integrations.tesla.factory import build_tesla
+from surplus.integrations.wallbox.config import WallboxConfig
+from surplus.integrations.wallbox.factory import build_wallbox
 from surplus.security.vault import Secret, Vault
 
 __all__ = [
     "DEVICE_TYPES",
     "FACTORIES",
     "Adapter",
+    "BuiltCharger",
     "BuiltDevice",
+    "ChargerConfig",
     "Client",
+    "CloudChargerConfig",
     "DeviceConfig",
     "PolledConfig",
+    "build_charger",
     "build_device",
     "is_polled",
     "presented_fingerprint",
@@ -49,7 +59,10 @@ __all__ = [
 
 # The config of a device surplus polls, and of any registered device.
 PolledConfig: TypeAlias = PowerwallConfig | EnvoyConfig
-DeviceConfig: TypeAlias = PolledConfig | PushConfig | OcppDeviceConfig
+# a loadpoint's charger: connecting to surplus (OCPP), or reached through a vendor's cloud
+CloudChargerConfig: TypeAlias = WallboxConfig | TeslaConfig
+ChargerConfig: TypeAlias = OcppDeviceConfig | CloudChargerConfig
+DeviceConfig: TypeAlias = PolledConfig | PushConfig | ChargerConfig
 # What a factory builds: the capabilities (adapter) over the wire protocol (client).
 Adapter: TypeAlias = PowerwallAdapter | EnvoyAdapter
 Client: TypeAlias = PowerwallClient | EnvoyClient
@@ -59,7 +72,7 @@ Factory = Callable[[PolledConfig, Vault, Clock, str | None], "BuiltDevice"]
 
 def is_polled(config: DeviceConfig) -> TypeGuard[PolledConfig]:
     """Whether surplus polls the device (a push source and a charger come to surplus)."""
-    return not isinstance(config, PushConfig | OcppDeviceConfig)
+    return not isinstance(config, PushConfig | OcppDeviceConfig | WallboxConfig | TeslaConfig)
 
 
 DEVICE_TYPES: Mapping[str, type[DeviceConfig]] = {
@@ -67,6 +80,8 @@ DEVICE_TYPES: Mapping[str, type[DeviceConfig]] = {
     "envoy": EnvoyConfig,
     "push": PushConfig,
     "ocpp": OcppDeviceConfig,
+    "wallbox": WallboxConfig,
+    "tesla": TeslaConfig,
 }
 
 
@@ -175,3 +190,21 @@ async def presented_fingerprint(config: PolledConfig) -> str:
         url.host, url.port or 443, sni=sni, timeout_s=config.timeout_s
     )
     return fingerprint(der)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltCharger:
+    """A charger reached through its vendor's cloud, and how to close its client."""
+
+    charger: RunningCharger
+    aclose: Callable[[], Awaitable[None]]
+
+
+def build_charger(config: CloudChargerConfig, vault: Vault, now: Clock) -> BuiltCharger:
+    """The charger of one ``[[devices]]`` table of a cloud charger; a ``VaultError`` when its
+    secret is not in the vault."""
+    if isinstance(config, WallboxConfig):
+        wallbox = build_wallbox(config, vault, now)
+        return BuiltCharger(wallbox, wallbox.client.aclose)
+    tesla = build_tesla(config, vault, now)
+    return BuiltCharger(tesla, tesla.client.aclose)

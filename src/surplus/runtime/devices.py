@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from surplus.capabilities import SteeredCharger
+from surplus.capabilities import RunningCharger, SteeredCharger
 from surplus.domain.errors import StoreError, VaultError
 from surplus.domain.readings import BatteryState, MeterReading
 from surplus.integrations.ocpp.central import CentralSystem
@@ -40,8 +40,11 @@ from surplus.integrations.registry import (
     Client,
     DeviceConfig,
     PolledConfig,
+    build_charger,
     build_device,
 )
+from surplus.integrations.tesla.config import TeslaConfig
+from surplus.integrations.wallbox.config import WallboxConfig
 from surplus.runtime.backoff import Backoff
 from surplus.runtime.poller import Health, Poller, PollState
 from surplus.runtime.pushed import PushedFeed
@@ -133,6 +136,24 @@ class Builder:
         config = self.config
         if isinstance(config, OcppDeviceConfig):
             return self._charger(config)
+        if isinstance(config, WallboxConfig | TeslaConfig):
+            try:
+                cloud = build_charger(
+                    config, vault if vault is not None else self._open_vault(), self._now
+                )
+            except VaultError as err:
+                log.error("%s: cannot be set up: %s", config.name, err)
+                return Device(config.name, config.type, None, None, None, str(err), builder=self)
+            return Device(
+                config.name,
+                config.type,
+                None,
+                None,
+                None,
+                builder=self,
+                charger=cloud.charger,
+                closing=cloud.aclose,
+            )
         if isinstance(config, PushConfig):
             feed: PushedFeed[SiteReading] = PushedFeed(
                 config.name,
@@ -210,6 +231,7 @@ class Device:
     builder: Builder | None = None  # to build it again once its credentials change
     feed: PushedFeed[SiteReading] | None = None  # a device that pushes instead
     charger: SteeredCharger | None = None  # a loadpoint's charger, driven by the loop
+    closing: Callable[[], Awaitable[None]] | None = None  # what its ``aclose`` closes
 
     @property
     def state(self) -> PollState:
@@ -241,7 +263,9 @@ class Device:
             await self.feed.run()
             return
         while True:
-            if self.poller is not None:
+            if isinstance(self.charger, RunningCharger):
+                await self.charger.run()  # keeps its reading fresh itself
+            elif self.poller is not None:
                 await self._poll(self.poller)
             if self.builder is None or self.state.health != Health.NEEDS_REAUTH:
                 return
@@ -272,17 +296,18 @@ class Device:
             seen = current
             log.info("%s: its credentials changed; trying them", self.name)
             fresh = builder.build()
-            old = self.client
+            await self.aclose()
             self.adapter, self.client, self.poller = fresh.adapter, fresh.client, fresh.poller
+            self.charger, self.closing = fresh.charger, fresh.closing
             self.problem = fresh.problem
-            if old is not None:
-                await old.aclose()
-            if self.poller is not None:
+            if self.poller is not None or self.charger is not None:
                 return
 
     async def aclose(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+        if self.closing is not None:
+            await self.closing()
 
 
 def build_devices(

@@ -109,7 +109,7 @@ class Service:
                     store.recorder,
                     self._now,
                     lambda held: redactor.add(*(secret.reveal() for secret in held)),
-                    reopen_vault=lambda: open_vault(self.data_dir),
+                    reopen_vault=lambda: _attached(open_vault(self.data_dir), redactor),
                     recheck_s=self._recheck_s,
                     central=central,
                 )
@@ -260,6 +260,13 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield from _leaves(error)
         else:
             yield error
+
+
+def _attached(vault: Vault, redactor: SecretFilter) -> Vault:
+    """``vault`` with ``redactor`` told every secret in it, and every one set from now on
+    (a renewed token)."""
+    vault.attach(redactor)
+    return vault
 
 
 def _push_sink(devices: Sequence[Device]) -> Sink:

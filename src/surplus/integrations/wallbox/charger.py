@@ -1,0 +1,181 @@
+"""A Wallbox charger as the control engine's ``SteeredCharger``.
+
+``WallboxCharger.run()`` keeps the charger's status fresh within the account's read budget
+(the client's bucket paces it); ``reading()``, ``session()``, ``health`` and ``detail`` answer
+from the last status without a call. ``apply()`` carries out a ``ChargerCommand``: disable
+pauses, enable resumes, a current sets the maximum charging current (6 A at least: a limit
+cannot pause a Wallbox). Writes are sent only on change and not awaited: the cloud applies
+them seconds later, and the reads to come confirm them (or show them refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from surplus.control.state import ChargerCommand
+from surplus.domain.errors import AuthenticationError, DeviceError
+from surplus.domain.readings import ChargerState, ChargerStatus, SessionProgress
+from surplus.integrations.wallbox.client import MIN_CURRENT_A, WallboxClient, Write
+from surplus.integrations.wallbox.models import WallboxStatus
+from surplus.integrations.wallbox.statuses import StatusGroup
+
+__all__ = ["WallboxCharger"]
+
+_ENABLED_GROUPS = frozenset({StatusGroup.CHARGING, StatusGroup.WAITING, StatusGroup.DISCHARGING})
+
+
+class WallboxCharger:
+    """The charger ``charger_id`` of ``client``'s account; ``phases`` and ``voltage_v`` are
+    what it is wired for (the cloud reports neither)."""
+
+    def __init__(
+        self,
+        client: WallboxClient,
+        charger_id: int,
+        *,
+        phases: int = 3,
+        poll_interval_s: float = 60.0,
+        stale_after_s: float | None = None,
+        now: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.charger_id = charger_id
+        self.phases = phases
+        self.poll_interval_s = poll_interval_s
+        # a read waits for the budget; three missed reads make the reading stale
+        self.stale_after = timedelta(seconds=stale_after_s or 3 * max(poll_interval_s, 60.0))
+        self._now = now
+        self._sleep = sleep
+        self._enabled = True  # a Wallbox charges a car plugged in unless paused
+        self._current_a: float | None = None
+        self._error: str | None = None  # the last read's failure, until one succeeds
+
+    def __repr__(self) -> str:
+        return f"WallboxCharger({self.charger_id})"
+
+    @property
+    def status(self) -> WallboxStatus | None:
+        return self.client.last_status(self.charger_id)
+
+    # --- reading ---
+
+    async def run(self) -> None:
+        """Read the status every ``poll_interval_s`` (or as the budget allows) until the
+        account needs re-authentication (the runtime then waits for new credentials)."""
+        while self.client.needs_reauth is None:
+            await self.refresh()
+            if self.client.needs_reauth is not None:
+                return
+            await self._sleep(self.poll_interval_s)
+
+    async def refresh(self) -> None:
+        """One read of the status; a failure is kept for ``health`` (never raised)."""
+        try:
+            await self.client.status(self.charger_id)
+        except DeviceError as err:
+            self._error = str(err)
+        else:
+            self._error = None
+
+    def reading(self) -> ChargerState | None:
+        status = self.status
+        if status is None:
+            return None
+        group = status.group
+        if group is StatusGroup.CHARGING:
+            state = ChargerStatus.CHARGING
+        elif status.car_connected:
+            state = ChargerStatus.CONNECTED
+        elif group in (StatusGroup.ERROR, StatusGroup.UNKNOWN):
+            state = ChargerStatus.ERROR
+        else:
+            state = ChargerStatus.DISCONNECTED
+        enabled = group in _ENABLED_GROUPS if status.car_connected else self._enabled
+        at = status.read_at
+        if status.last_sync is not None:
+            at = min(at, status.last_sync)
+        return ChargerState(
+            status=state,
+            enabled=enabled,
+            offered_current_a=float(status.max_charging_current_a or 0),
+            power_w=(status.charging_power_w or 0.0) if state is ChargerStatus.CHARGING else 0.0,
+            phases=self.phases,
+            at=at,
+        )
+
+    def session(self) -> SessionProgress:
+        """A session runs while a car is plugged in; its energy is the charger's count."""
+        status = self.status
+        if status is None or not status.car_connected:
+            return SessionProgress(active=False)
+        return SessionProgress(active=True, energy_wh=status.added_energy_wh)
+
+    @property
+    def health(self) -> str:
+        return self._health()[0]
+
+    @property
+    def detail(self) -> str:
+        return self._health()[1]
+
+    def _health(self) -> tuple[str, str]:
+        reauth = self.client.needs_reauth
+        if reauth is not None:
+            return "refused", f"needs re-authentication: {reauth}"
+        unapplied = self.client.unapplied(self.charger_id)
+        if unapplied:
+            return "refused", f"the charger accepted {', '.join(unapplied)} but did not apply it"
+        status = self.status
+        if self._error is not None:
+            return "stale", self._error
+        if status is None:
+            return "stale", f"charger {self.charger_id}: no status yet"
+        described = f"{status.label} ({status.status_id})"
+        if status.offline:
+            return "stale", f"charger {self.charger_id} is {described.lower()}"
+        if status.group is StatusGroup.UNKNOWN:
+            return "stale", f"charger {self.charger_id}: unknown status code {status.status_id}"
+        reading = self.reading()
+        if reading is not None and self._now() - reading.at > self.stale_after:
+            return "stale", f"charger {self.charger_id}: last synced {reading.at:%H:%M:%S} UTC"
+        return "ok", f"charger {self.charger_id}: {described}"
+
+    # --- commands ---
+
+    async def apply(self, command: ChargerCommand) -> str:
+        """Carry out ``command``: "ok", with what happened after semicolons. A failure
+        raises the client's ``DeviceError`` (``AuthenticationError`` when it needs the owner)."""
+        reauth = self.client.needs_reauth
+        if reauth is not None:
+            raise AuthenticationError(f"needs re-authentication: {reauth}")
+        notes: list[str] = []
+        if command.phases is not None and command.phases != self.phases:
+            notes.append(f"{command.phases}-phase charging ignored: no switching here")
+        if command.current_a is not None:
+            self._current_a = command.current_a
+        if command.enable is False:
+            self._enabled = False
+            notes.append(_told("pause", await self.client.pause(self.charger_id, confirm=False)))
+        elif command.enable or (command.current_a is not None and self._enabled):
+            self._enabled = True
+            if self._current_a is not None:
+                notes += await self._limit(self._current_a)
+            resumed = await self.client.resume(self.charger_id, confirm=False)
+            notes.append(_told("resume", resumed))
+        elif command.current_a is not None:
+            notes.append(f"{command.current_a:g} A kept until charging is enabled")
+        return "; ".join(["ok", *notes])
+
+    async def _limit(self, amps: float) -> list[str]:
+        notes = []
+        if amps < MIN_CURRENT_A:
+            notes.append(f"{amps:g} A raised to {MIN_CURRENT_A} A, the charger's minimum")
+        written = await self.client.set_max_current(self.charger_id, amps, confirm=False)
+        return [*notes, _told(f"{max(amps, MIN_CURRENT_A):g} A", written)]
+
+
+def _told(what: str, written: Write) -> str:
+    return f"{what} {written.value}"

@@ -1,0 +1,105 @@
+"""What the Tesla tests share: a served Fleet API simulator on a hand-moved clock, tokens in a
+vault, and a client (with its proxy) trusting the simulator's certificate, whose sleeps move
+the clock instead of waiting."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from surplus.integrations.tesla.client import FleetClient
+from surplus.integrations.tesla.simstate import FleetSimulator, SimVehicle
+from surplus.integrations.tesla.simulator import ServedFleet, running_simulator
+from surplus.integrations.tesla.tokens import TeslaTokens, scopes_for
+from surplus.integrations.tesla.vehicle import TeslaVehicle
+from surplus.security.vault import Secret, Vault
+from tests.powerwall_kit import T0, SimClock
+
+__all__ = ["ENTRY", "T0", "VIN", "Fleet", "SimClock", "fleet"]
+
+VIN = "5YJ3E7EB0KF000001"
+ENTRY = "tesla.tokens"
+
+
+@dataclass
+class Fleet:
+    served: ServedFleet
+    sim: FleetSimulator
+    car: SimVehicle
+    clock: SimClock
+    vault: Vault
+    tokens: TeslaTokens
+    client: FleetClient
+    verify: ssl.SSLContext
+    sleeps: list[float] = field(default_factory=list)
+
+    def vehicle(self, **kwargs: Any) -> TeslaVehicle:
+        return TeslaVehicle(self.client, VIN, now=self.clock, **kwargs)
+
+    def new_tokens(self) -> TeslaTokens:
+        """Another holder of the same vault entry (another process, or a restart)."""
+        return TeslaTokens(
+            self.vault,
+            ENTRY,
+            client_id=self.sim.client_id,
+            auth_url=self.served.auth_url,
+            verify=self.verify,
+            now=self.clock,
+        )
+
+
+@asynccontextmanager
+async def fleet(
+    directory: Path,
+    *,
+    energy: bool = False,
+    base: str | None = None,
+    proxy: bool = False,
+    vehicle: dict[str, Any] | None = None,
+    **sim_kwargs: Any,
+) -> AsyncIterator[Fleet]:
+    """A served simulator with one car (``vehicle`` its settings), tokens for it stored in a
+    vault under ``ENTRY``, and a client of the region ``base`` (default: the account's)."""
+    clock = SimClock()
+    sim = FleetSimulator(clock=clock, **sim_kwargs)
+    car = sim.add_vehicle(VIN, **(vehicle or {}))
+    if energy:
+        sim.add_site()
+    vault = Vault.open(directory / "secrets.vault", key_file=directory / "vault.key")
+    async with running_simulator(sim) as served:
+        ca = directory / "fleet-ca.pem"
+        ca.write_bytes(served.tls.cert_pem)
+        verify = ssl.create_default_context(cafile=str(ca))
+        tokens = TeslaTokens(
+            vault,
+            ENTRY,
+            client_id=sim.client_id,
+            auth_url=served.auth_url,
+            verify=verify,
+            now=clock,
+        )
+        await tokens.adopt(Secret(sim.issue_refresh_token(scopes_for(energy))))
+        sleeps: list[float] = []
+
+        def monotonic() -> float:
+            return (clock.now - T0).total_seconds()
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            clock.advance(seconds)
+
+        client = FleetClient(
+            served.region_urls[base] if base else served.url,
+            tokens,
+            verify=verify,
+            proxy_url=served.proxy_url if proxy else None,
+            clock=monotonic,
+            sleep=sleep,
+            wake_poll_s=5.0,
+        )
+        async with client:
+            yield Fleet(served, sim, car, clock, vault, tokens, client, verify, sleeps)
