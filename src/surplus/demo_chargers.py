@@ -266,8 +266,7 @@ async def start_charger(
             phases=1,
             max_available_current=16,
             car=_car(),
-            clock=speed_clock(speed),
-            speed=speed,
+            speed=speed,  # the simulator speeds its own clock up
         )
         served = await stack.enter_async_context(running_wallbox(wallbox_sim))
         ca_file = data_dir / "wallbox-ca.pem"
@@ -277,7 +276,7 @@ async def start_charger(
         return wallbox
     if kind != "tesla":
         raise ValueError(f"charger must be one of {CHARGERS}, not {kind!r}")
-    fleet_sim = FleetSimulator(clock=speed_clock(speed), speed=speed)
+    fleet_sim = FleetSimulator(speed=speed)  # the simulator speeds its own clock up
     fleet_sim.add_vehicle(VIN, car=_car(), phases=1)
     fleet = await stack.enter_async_context(running_fleet(fleet_sim))
     ca_file = data_dir / "fleet-ca.pem"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from surplus.capabilities import SteeredCharger
 from surplus.control.state import ChargerCommand
+from surplus.demo_chargers import start_charger
 from surplus.domain.readings import ChargerStatus
 from tests.tesla_kit import VIN, fleet
 
@@ -92,3 +96,18 @@ async def test_reauthentication_shows_as_refused(tmp_path: Path) -> None:
         assert v.health == "refused"
         assert "needs re-authentication" in v.detail
         assert "surplus auth tesla" in v.detail
+
+
+async def test_the_demo_car_stays_awake_after_a_wake_up(tmp_path: Path) -> None:
+    """The demo's car, woken and seen online, is still online a real second later (a
+    simulated minute at the demo's 60x, well within its 15 minutes before sleep): long
+    enough for the client's ``/vehicles`` polls to confirm it."""
+    async with contextlib.AsyncExitStack() as stack:
+        demo: Any = await start_charger("tesla", tmp_path, 60.0, stack)
+        sim = demo.sim
+        sim.fall_asleep(VIN)
+        sim.wake_up(sim.vehicles[VIN])
+        await asyncio.sleep(0.5)  # its wake delay: 20 simulated seconds
+        assert sim.vehicle(VIN).state == "online"
+        await asyncio.sleep(1.0)  # the next /vehicles poll comes seconds later
+        assert sim.vehicle(VIN).state == "online"

@@ -90,3 +90,40 @@ async def test_charger_goes_stale_offline_and_refused_without_the_owner(tmp_path
         sim.faults.add("token_expired", "refresh_revoked", "signin_refused")
         await charger.refresh()
         assert charger.health == "refused" and "re-authentication" in charger.detail
+
+
+async def test_a_resume_or_a_limit_right_after_a_write_is_sent(tmp_path: Path) -> None:
+    """Writes apply seconds later and reads come a minute apart: a resume (or a limit) sent
+    before the pause (or the previous limit) was read back is compared with what was written,
+    not with the older read, and the charger ends where the engine wants it."""
+    time = FakeTime()
+    sim = new_sim(time, car=ElectricVehicle(max_current_a=32))
+    async with cloud(sim, tmp_path, time) as (_, client):
+        charger = WallboxCharger(client, CHARGER, now=time, sleep=time.sleep)
+        await charger.refresh()
+        sim.plug_in()
+        await charger.refresh()  # a minute later: the car draws
+        assert charger.reading().status is ChargerStatus.CHARGING  # type: ignore[union-attr]
+
+        assert await charger.apply(ChargerCommand("lp", enable=False)) == "ok; pause sent"
+        reading = charger.reading()  # the last read still shows it charging
+        assert reading is not None and not reading.enabled  # ... but it will pause
+        result = await charger.apply(ChargerCommand("lp", enable=True, current_a=32))
+        assert result == "ok; 32 A unchanged; resume sent"
+        assert charger.reading().enabled  # type: ignore[union-attr]
+
+        assert (
+            await charger.apply(ChargerCommand("lp", current_a=10)) == "ok; 10 A sent; resume sent"
+        )
+        assert (
+            await charger.apply(ChargerCommand("lp", current_a=32)) == "ok; 32 A sent; resume sent"
+        )
+        assert client.pending(CHARGER) == ["the resume", "a limit of 32 A"]
+
+        await charger.refresh()
+        reading = charger.reading()
+        assert reading is not None and reading.status is ChargerStatus.CHARGING, reading
+        assert reading.enabled and reading.offered_current_a == 32
+        assert sim.applied == {"locked": 0, "paused": 0, "maxChargingCurrent": 32}
+        assert client.pending(CHARGER) == [] and charger.health == "ok", charger.detail
+    assert sim.requests[f"POST /v3/chargers/{CHARGER}/remote-action"] == 2

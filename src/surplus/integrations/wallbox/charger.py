@@ -5,7 +5,9 @@
 from the last status without a call. ``apply()`` carries out a ``ChargerCommand``: disable
 pauses, enable resumes, a current sets the maximum charging current (6 A at least: a limit
 cannot pause a Wallbox). Writes are sent only on change and not awaited: the cloud applies
-them seconds later, and the reads to come confirm them (or show them refused).
+them seconds later, and the reads to come confirm them (or show them refused). "Change" is
+against what the charger will do: a pause or a limit written and not yet read back counts
+over the last read, and the reading's ``enabled`` follows it too.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class WallboxCharger:
         else:
             state = ChargerStatus.DISCONNECTED
         enabled = group in _ENABLED_GROUPS if status.car_connected else self._enabled
+        paused = self.client.on_its_way(self.charger_id, "pause")
+        if paused is not None and status.car_connected:
+            enabled = not paused  # written, not read back yet: what the charger will do
         at = status.read_at
         if status.last_sync is not None:
             at = min(at, status.last_sync)

@@ -11,9 +11,12 @@
 - **Budgets**: token buckets for reads (default 1 a minute) and writes; a 429, or a 403 that
   outlives one renewal of the tokens (the cloud throttles with 403 too), starts an
   exponential backoff with jitter during which calls fail at once with ``RateLimitedError``.
-- **Writes** only on change (against the last status read), each read back: ``confirm``
-  polls the status within the read budget until the change shows, else
-  ``UnavailableError``; unconfirmed writes are kept as ``pending`` and checked by every read.
+- **Writes** only on change, each read back: ``confirm`` polls the status within the read
+  budget until the change shows, else ``UnavailableError``; unconfirmed writes are kept as
+  ``pending`` and checked by every read. "On change" compares with what the charger will
+  have: a setting written and not yet seen applied (the cloud applies writes seconds later,
+  and the last read may be a minute old) counts over the last read, so a resume right after
+  a pause is sent, and a write replaces the pending one of the same setting.
 - 404 means the API moved (or the charger is not on the account): ``NotSupportedError``.
 
 Tokens (the JWT carries the owner's email) are ``Secret``\\ s kept in the vault; no message
@@ -81,6 +84,8 @@ class _Expectation:
     what: str
     check: Callable[[WallboxStatus], bool]
     deadline: float
+    setting: str  # what the write sets: "current", "lock" or "pause"
+    value: int | bool  # the value written: amperes, locked, paused
 
 
 def _ssl(ca_file: Path | None) -> ssl.SSLContext | bool:
@@ -357,6 +362,14 @@ class WallboxClient:
         """Writes sent and not yet seen applied."""
         return [e.what for e in self._pending.get(charger_id, [])]
 
+    def on_its_way(self, charger_id: int, setting: str) -> int | bool | None:
+        """The value of ``setting`` ("current", "lock" or "pause") written and not yet seen
+        applied: what the charger will have, whatever the last read says; None if none."""
+        for e in reversed(self._pending.get(charger_id, [])):
+            if e.setting == setting:
+                return e.value
+        return None
+
     def unapplied(self, charger_id: int) -> list[str]:
         """Writes the charger accepted and did not apply in time (cleared by the next one)."""
         return list(self._unapplied.get(charger_id, []))
@@ -444,7 +457,9 @@ class WallboxClient:
         status = await self._current(charger_id)
         top = status.max_available_current_a or 32
         target = int(max(MIN_CURRENT_A, min(round(amps), top)))
-        if status.max_charging_current_a == target:
+        if self.on_its_way(charger_id, "current") is None and (
+            status.max_charging_current_a == target
+        ):
             return Write.UNCHANGED
         return await self._write(
             status,
@@ -452,11 +467,12 @@ class WallboxClient:
             ("PUT", f"/v2/charger/{charger_id}", {"maxChargingCurrent": target}),
             lambda s: s.max_charging_current_a == target,
             confirm,
+            ("current", target),
         )
 
     async def set_locked(self, charger_id: int, locked: bool, *, confirm: bool = True) -> Write:
         status = await self._current(charger_id)
-        if status.locked is locked:
+        if self.on_its_way(charger_id, "lock") is None and status.locked is locked:
             return Write.UNCHANGED
         return await self._write(
             status,
@@ -464,11 +480,14 @@ class WallboxClient:
             ("PUT", f"/v2/charger/{charger_id}", {"locked": int(locked)}),
             lambda s: s.locked is locked,
             confirm,
+            ("lock", locked),
         )
 
     async def pause(self, charger_id: int, *, confirm: bool = True) -> Write:
         status = await self._current(charger_id)
-        if status.group is StatusGroup.PAUSED or not status.car_connected:
+        if self.on_its_way(charger_id, "pause") is None and (
+            status.group is StatusGroup.PAUSED or not status.car_connected
+        ):
             return Write.UNCHANGED
         return await self._write(
             status,
@@ -476,11 +495,14 @@ class WallboxClient:
             ("POST", f"/v3/chargers/{charger_id}/remote-action", {"action": PAUSE}),
             lambda s: s.group is StatusGroup.PAUSED or not s.car_connected,
             confirm,
+            ("pause", True),
         )
 
     async def resume(self, charger_id: int, *, confirm: bool = True) -> Write:
         status = await self._current(charger_id)
-        if status.group is not StatusGroup.PAUSED:
+        if self.on_its_way(charger_id, "pause") is None and (
+            status.group is not StatusGroup.PAUSED
+        ):
             return Write.UNCHANGED
         return await self._write(
             status,
@@ -488,6 +510,7 @@ class WallboxClient:
             ("POST", f"/v3/chargers/{charger_id}/remote-action", {"action": RESUME}),
             lambda s: s.group is not StatusGroup.PAUSED,
             confirm,
+            ("pause", False),
         )
 
     async def _write(
@@ -497,13 +520,14 @@ class WallboxClient:
         request: tuple[str, str, dict[str, int]],
         check: Callable[[WallboxStatus], bool],
         confirm: bool,
+        sets: tuple[str, int | bool],
     ) -> Write:
         if what in self.pending(status.charger_id) and not confirm:
             return Write.SENT  # the same write is on its way: not sent twice
         self._refuse_offline(status)
         method, path, body = request
         await self._call(method, path, body=body)
-        return await self._settle(status.charger_id, what, check, confirm)
+        return await self._settle(status.charger_id, what, check, confirm, sets)
 
     def _refuse_offline(self, status: WallboxStatus) -> None:
         if status.offline:
@@ -513,14 +537,21 @@ class WallboxClient:
             )
 
     async def _settle(
-        self, charger_id: int, what: str, check: Callable[[WallboxStatus], bool], confirm: bool
+        self,
+        charger_id: int,
+        what: str,
+        check: Callable[[WallboxStatus], bool],
+        confirm: bool,
+        sets: tuple[str, int | bool],
     ) -> Write:
-        """Track the write until a read shows it; with ``confirm`` read until it does."""
+        """Track the write until a read shows it; with ``confirm`` read until it does. It
+        replaces a pending write of the same setting (the charger applies them in order)."""
         self._unapplied.pop(charger_id, None)
         deadline = self._now() + self.confirm_timeout_s
+        setting, value = sets
         queue = self._pending.setdefault(charger_id, [])
-        queue[:] = [e for e in queue if e.what != what]
-        expectation = _Expectation(what, check, deadline)
+        queue[:] = [e for e in queue if e.setting != setting]
+        expectation = _Expectation(what, check, deadline, setting, value)
         queue.append(expectation)
         if not confirm:
             return Write.SENT
