@@ -443,18 +443,14 @@ def sim_powerwall(
     """
     from surplus.integrations.powerwall.simstate import FAULTS, FIRMWARE, PowerwallSimulator
     from surplus.integrations.powerwall.simulator import serve
+    from surplus.sim_cli import check_faults, listed, say_ready
 
     if firmware not in FIRMWARE:
         raise typer.BadParameter(
             f"unknown firmware {firmware!r}; choose one of {', '.join(FIRMWARE)}",
             param_hint="--firmware",
         )
-    for name in fault or []:
-        if name not in FAULTS:
-            raise typer.BadParameter(
-                f"unknown fault {name!r}; choose from {', '.join(sorted(FAULTS))}",
-                param_hint="--fault",
-            )
+    faults = check_faults(fault, FAULTS)
     try:
         ipaddress.IPv4Address(host)
     except ValueError:
@@ -468,20 +464,19 @@ def sim_powerwall(
     sim = PowerwallSimulator(
         password, firmware=firmware, lockout_after=lockout_after, busy_rate=busy_rate
     )
-    sim.faults.add(*(fault or []))
+    sim.faults.add(*faults)
 
     def ready(served: ServedSimulator) -> None:
-        lines = [
+        say_ready(
             f"Powerwall simulator (firmware {served.sim.firmware.version}) is ready",
-            f"  url:         {served.url}",
-            *([f"  http:        {served.http_url}"] if served.http_url else []),
-            f"  password:    {password}",
-            f"  fingerprint: {served.fingerprint}",
-            f"  faults:      {', '.join(sorted(served.sim.faults.active)) or 'none'}",
-            "Ctrl-C stops it.",
-        ]
-        for line in lines:
-            say(line)
+            [
+                ("url", served.url),
+                *([("http", served.http_url)] if served.http_url else []),
+                ("password", password),
+                ("fingerprint", served.fingerprint),
+                ("faults", listed(served.sim.faults)),
+            ],
+        )
 
     try:
         serve(sim, host=host, port=port, http_port=http_port, ready=ready)

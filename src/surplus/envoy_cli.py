@@ -25,6 +25,7 @@ import typer
 
 from surplus.cli_config import ConfigFile, config_of
 from surplus.domain.errors import SurplusError
+from surplus.sim_cli import FaultOption, check_faults, listed, say_ready
 from surplus.terminal import fail, say
 
 if TYPE_CHECKING:
@@ -158,14 +159,7 @@ def sim_envoy(
         str | None,
         typer.Option(help="The Enlighten account's password; default: a random one, printed."),
     ] = None,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            help="A fault active from the start; repeat for several. Faults can also be"
-            ' changed while it runs: POST /sim/faults {"add": [...], "remove": [...]}.',
-        ),
-    ] = None,
+    fault: FaultOption = None,
     no_battery: Annotated[
         bool, typer.Option("--no-battery", help="A site without IQ Batteries.")
     ] = False,
@@ -181,12 +175,7 @@ def sim_envoy(
         raise typer.BadParameter(f"{firmware!r} holds no version", param_hint="--firmware")
     if not serial.isalnum():
         raise typer.BadParameter("letters and digits only", param_hint="--serial")
-    for name in fault or []:
-        if name not in FAULTS:
-            raise typer.BadParameter(
-                f"unknown fault {name!r}; choose from {', '.join(sorted(FAULTS))}",
-                param_hint="--fault",
-            )
+    faults = check_faults(fault, FAULTS)
     try:
         ipaddress.IPv4Address(host)
     except ValueError:
@@ -204,7 +193,7 @@ def sim_envoy(
         email=email,
         password=password,
     )
-    sim.faults.add(*(fault or []))
+    sim.faults.add(*faults)
 
     with tempfile.TemporaryDirectory(prefix="surplus-sim-envoy-") as tmp:
         ca_file = Path(tmp, "cloud-ca.pem")
@@ -212,23 +201,24 @@ def sim_envoy(
         def ready(served: ServedEnvoy) -> None:
             ca_file.write_bytes(served.cloud_ca_pem)
             tokens = served.sim.tokens_required
-            lines = [
+            say_ready(
                 f"Envoy simulator (firmware {firmware}) is ready",
-                f"  url:             {served.url}",
-                f"  fingerprint:     {served.fingerprint or 'none (plain HTTP)'}",
-                f"  serial:          {served.sim.serial}",
-                f"  cloud:           {served.cloud_url}",
-                f"  cloud ca file:   {ca_file}",
-                f"  email:           {email}",
-                f"  password:        {password}",
-                f"  owner token:     {served.sim.issue_token(OWNER) if tokens else 'none needed'}",
-                "  installer token: "
-                + (served.sim.issue_token(INSTALLER) if tokens else "none needed"),
-                f"  faults:          {', '.join(sorted(served.sim.faults.active)) or 'none'}",
-                "Ctrl-C stops it.",
-            ]
-            for line in lines:
-                say(line)
+                [
+                    ("url", served.url),
+                    ("fingerprint", served.fingerprint or "none (plain HTTP)"),
+                    ("serial", served.sim.serial),
+                    ("cloud", served.cloud_url),
+                    ("cloud ca file", str(ca_file)),
+                    ("email", email),
+                    ("password", password),
+                    ("owner token", served.sim.issue_token(OWNER) if tokens else "none needed"),
+                    (
+                        "installer token",
+                        served.sim.issue_token(INSTALLER) if tokens else "none needed",
+                    ),
+                    ("faults", listed(served.sim.faults)),
+                ],
+            )
 
         try:
             serve(sim, host=host, port=port, cloud_port=cloud_port, ready=ready)

@@ -25,6 +25,7 @@ import typer
 
 from surplus.cli_config import ConfigFile, config_of
 from surplus.domain.errors import SurplusError
+from surplus.sim_cli import FaultOption, check_faults, listed, say_ready
 from surplus.terminal import fail, say
 
 if TYPE_CHECKING:
@@ -146,26 +147,14 @@ def sim_tesla(
         ),
     ] = False,
     plugged: Annotated[bool, typer.Option("--plugged", help="The car starts plugged in.")] = False,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            help="A fault active from the start; repeat for several. Faults can also be"
-            ' changed while it runs: POST /sim/faults {"add": [...], "remove": [...]}.',
-        ),
-    ] = None,
+    fault: FaultOption = None,
 ) -> None:
     """Serve a simulated Tesla Fleet API (vehicles, energy site, OAuth) until Ctrl-C."""
     from surplus.integrations.tesla.simstate import FAULTS, FleetSimulator
     from surplus.integrations.tesla.simulator import serve
     from surplus.integrations.tesla.tokens import scopes_for
 
-    for name in fault or []:
-        if name not in FAULTS:
-            raise typer.BadParameter(
-                f"unknown fault {name!r}; choose from {', '.join(sorted(FAULTS))}",
-                param_hint="--fault",
-            )
+    faults = check_faults(fault, FAULTS)
     if region not in ("na", "eu"):
         raise typer.BadParameter("na or eu", param_hint="--region")
     if len(vin) != 17 or not vin.isalnum():
@@ -183,7 +172,7 @@ def sim_tesla(
     sim.add_site()
     if plugged:
         sim.plug_in(vin.upper())
-    sim.faults.add(*(fault or []))
+    sim.faults.add(*faults)
     ports = (port, port + 1, port + 2) if port else (0, 0, 0)
 
     with tempfile.TemporaryDirectory(prefix="surplus-sim-tesla-") as tmp:
@@ -192,27 +181,26 @@ def sim_tesla(
         def ready(served: ServedFleet) -> None:
             ca_file.write_bytes(served.tls.cert_pem)
             refresh = served.sim.issue_refresh_token(scopes_for(energy_site=True))
-            lines = [
+            say_ready(
                 f"Tesla Fleet API simulator (account region {region}, speed x{speed:g}) is ready",
-                f"  fleet url:     {served.url}",
-                *(
-                    f"  {r} region:     {u}"
-                    for r, u in served.region_urls.items()
-                    if r != served.sim.region
-                ),
-                f"  proxy url:     {served.proxy_url}",
-                f"  auth url:      {served.auth_url}",
-                f"  ca file:       {ca_file}",
-                f"  fingerprint:   {served.fingerprint}",
-                f"  client id:     {client_id}",
-                f"  refresh token: {refresh}",
-                f"  vin:           {vin.upper()}" + (" (signed commands only)" if signing else ""),
-                f"  energy site:   {next(iter(served.sim.sites))}",
-                f"  faults:        {', '.join(sorted(served.sim.faults.active)) or 'none'}",
-                "Ctrl-C stops it.",
-            ]
-            for line in lines:
-                say(line)
+                [
+                    ("fleet url", served.url),
+                    *(
+                        (f"{r} region", u)
+                        for r, u in served.region_urls.items()
+                        if r != served.sim.region
+                    ),
+                    ("proxy url", served.proxy_url),
+                    ("auth url", served.auth_url),
+                    ("ca file", str(ca_file)),
+                    ("fingerprint", served.fingerprint),
+                    ("client id", client_id),
+                    ("refresh token", refresh),
+                    ("vin", vin.upper() + (" (signed commands only)" if signing else "")),
+                    ("energy site", str(next(iter(served.sim.sites)))),
+                    ("faults", listed(served.sim.faults)),
+                ],
+            )
 
         try:
             serve(sim, host=host, ports=ports, ready=ready)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from surplus.sim_cli import FaultOption, check_faults, listed, say_ready
 from surplus.terminal import fail, say
 
 if TYPE_CHECKING:
@@ -34,52 +35,39 @@ def sim_wallbox(
     speed: Annotated[
         float, typer.Option(min=0.01, help="How much faster than real time the charger runs.")
     ] = 1.0,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            help="A fault active from the start; repeat for several. Faults can also be"
-            ' changed while it runs: POST /sim/faults {"add": [...], "remove": [...]}.',
-        ),
-    ] = None,
+    fault: FaultOption = None,
 ) -> None:
     """Serve a simulated Wallbox cloud (user API and charger API) until Ctrl-C."""
     from surplus.integrations.wallbox.simstate import FAULTS, WallboxSimulator
     from surplus.integrations.wallbox.simulator import serve
 
-    for name in fault or []:
-        if name not in FAULTS:
-            raise typer.BadParameter(
-                f"unknown fault {name!r}; choose from {', '.join(sorted(FAULTS))}",
-                param_hint="--fault",
-            )
+    faults = check_faults(fault, FAULTS)
     if password == "":
         raise typer.BadParameter("must not be empty", param_hint="--password")
     password = password or secrets.token_urlsafe(9)
     sim = WallboxSimulator(email, password, charger_id=charger_id, speed=speed)
-    sim.faults.add(*(fault or []))
+    sim.faults.add(*faults)
 
     with tempfile.TemporaryDirectory(prefix="surplus-sim-wallbox-") as tmp:
         ca_file = Path(tmp, "wallbox-ca.pem")
 
         def ready(served: ServedWallbox) -> None:
             ca_file.write_bytes(served.ca_pem)
-            lines = [
+            say_ready(
                 "Wallbox cloud simulator is ready",
-                f"  api_url:     {served.api_url}",
-                f"  user_url:    {served.user_url}",
-                f"  ca_file:     {ca_file}",
-                f"  fingerprint: {served.fingerprint}",
-                f"  email:       {email}",
-                f"  password:    {password}",
-                f"  charger_id:  {charger_id}",
-                f"  speed:       {speed:g}x",
-                f"  faults:      {', '.join(sorted(sim.faults.active)) or 'none'}",
-                "  the car:     POST /sim/plug, POST /sim/unplug on the api_url",
-                "Ctrl-C stops it.",
-            ]
-            for line in lines:
-                say(line)
+                [
+                    ("api_url", served.api_url),
+                    ("user_url", served.user_url),
+                    ("ca_file", str(ca_file)),
+                    ("fingerprint", served.fingerprint),
+                    ("email", email),
+                    ("password", password),
+                    ("charger_id", str(charger_id)),
+                    ("speed", f"{speed:g}x"),
+                    ("faults", listed(sim.faults)),
+                    ("the car", "POST /sim/plug, POST /sim/unplug on the api_url"),
+                ],
+            )
 
         try:
             serve(sim, port=port, user_port=user_port, ready=ready)

@@ -34,6 +34,7 @@ from surplus.integrations.envoy.simcloud import EnlightenSimulator
 from surplus.integrations.envoy.simtokens import TokenAuthority, TokenRefused
 from surplus.integrations.envoy.tokens import INSTALLER, OWNER
 from surplus.sim.devices import HomeBattery
+from surplus.sim.serving import Faults
 
 __all__ = [
     "FAULTS",
@@ -92,36 +93,6 @@ UNAUTHORIZED_PAGE = (
     "<body><h1>401 Authorization Required</h1></body></html>"
 )
 VALID_TOKEN_PAGE = "<!DOCTYPE html><h2>Valid token.</h2>"
-
-
-class Faults:
-    """Faults injected by tests (or ``/sim/faults``); each holds until discarded, except
-    ``session_expired``, which the next authorised request consumes."""
-
-    def __init__(self) -> None:
-        self._active: set[str] = set()
-
-    def add(self, *names: str) -> None:
-        unknown = set(names) - FAULTS
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(FAULTS)}")
-        self._active.update(names)
-
-    def discard(self, *names: str) -> None:
-        self._active.difference_update(names)
-
-    def take(self, name: str) -> bool:
-        """Whether ``name`` was active; it no longer is."""
-        present = name in self._active
-        self._active.discard(name)
-        return present
-
-    @property
-    def active(self) -> frozenset[str]:
-        return frozenset(self._active)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._active
 
 
 class SimError(Exception):
@@ -254,7 +225,7 @@ class EnvoySimulator:
         self.outage_s = outage_s
         self.tz = tz
         self.today_reset_s = today_reset_s
-        self.faults = Faults()
+        self.faults = Faults(FAULTS, one_shot={"session_expired"})
         self.authority = authority if authority is not None else TokenAuthority()
         if cloud is None:
             cloud = EnlightenSimulator(self.authority, clock, self.faults)

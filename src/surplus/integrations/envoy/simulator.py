@@ -23,22 +23,16 @@ import hashlib
 import hmac
 import re
 import secrets
-import socket
-import ssl
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from surplus.integrations.envoy import models as m
 from surplus.integrations.envoy.simcloud import CloudError
@@ -50,6 +44,13 @@ from surplus.integrations.envoy.simstate import (
     unavailable,
 )
 from surplus.integrations.powerwall.tls import SelfSigned, self_signed
+from surplus.sim.serving import (
+    bind,
+    faults_route,
+    serve_until_interrupted,
+    server_context,
+    serving,
+)
 
 __all__ = ["GATEWAY_NAMES", "EnvoySimulator", "ServedEnvoy", "running_simulator", "serve"]
 
@@ -99,7 +100,7 @@ class _Gateway:
             self._route("/ivp/ensemble/secctrl", self._reader(s.secctrl), get),
             self._route("/ivp/ensemble/power", self._ensemble_power, get),
             self._route("/stream/meter", self._stream, get),
-            Route("/sim/faults", self._sim_faults, methods=["GET", "POST"]),
+            faults_route(self.sim.faults),
             Route("/sim/reboot", self._sim_reboot, methods=["POST"]),
         ]
         return Starlette(routes=routes)
@@ -211,24 +212,9 @@ class _Gateway:
 
     # --- hidden doors ---
 
-    async def _sim_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                change = _FaultChange.model_validate_json(await request.body())
-                self.sim.faults.add(*change.add)
-            except (ValidationError, ValueError) as e:
-                return JSONResponse({"error": str(e)}, 400)
-            self.sim.faults.discard(*change.remove)
-        return JSONResponse({"active": sorted(self.sim.faults.active)})
-
     async def _sim_reboot(self, request: Request) -> Response:
         self.sim.reboot()
         return JSONResponse({"rebooted": True})
-
-
-class _FaultChange(BaseModel):
-    add: list[str] = []
-    remove: list[str] = []
 
 
 def _cloud_app(sim: EnvoySimulator) -> Starlette:
@@ -275,57 +261,6 @@ def _cloud_app(sim: EnvoySimulator) -> Starlette:
     )
 
 
-def _server_context(tls: SelfSigned) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads only files
-        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert.write_bytes(tls.cert_pem)
-        key.write_bytes(tls.key_pem)
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # With the protocol named, asyncio turns Nagle off on accepted connections; otherwise
-    # each TLS answer waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def _listening(
-    app: ASGIApp, sock: socket.socket, ctx: ssl.SSLContext | None
-) -> AsyncIterator[asyncio.Task[None]]:
-    """``app`` served on ``sock`` (over TLS with ``ctx``, if given) until the block ends."""
-    config = uvicorn.Config(
-        app,
-        ssl_context_factory=None if ctx is None else lambda _config, _default: ctx,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the Envoy simulator stopped while starting")
-            await asyncio.sleep(0.01)
-        yield task
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 @dataclass(slots=True)
 class ServedEnvoy:
     """A simulator being served: its state, the bound URLs and the certificates.
@@ -369,18 +304,18 @@ async def running_simulator(
     if sim.tokens_required:
         gateway_tls = tls if tls is not None else self_signed(host, names=GATEWAY_NAMES)
     cloud_tls = self_signed(host, names=CLOUD_NAMES)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     scheme = "https" if gateway_tls is not None else "http"
     url = f"{scheme}://{host}:{sock.getsockname()[1]}"
     # Servers stop in the reverse order they started: uvicorn restores the signal handlers
     # it replaced when a server stops.
     async with contextlib.AsyncExitStack() as stack:
-        ctx = _server_context(gateway_tls) if gateway_tls is not None else None
-        task = await stack.enter_async_context(_listening(_Gateway(sim, closing).app(), sock, ctx))
-        cloud_sock = _bind(host, cloud_port)
+        ctx = server_context(gateway_tls) if gateway_tls is not None else None
+        task = await stack.enter_async_context(serving(_Gateway(sim, closing).app(), sock, ctx))
+        cloud_sock = bind(host, cloud_port)
         cloud_url = f"https://{host}:{cloud_sock.getsockname()[1]}"
         await stack.enter_async_context(
-            _listening(_cloud_app(sim), cloud_sock, _server_context(cloud_tls))
+            serving(_cloud_app(sim), cloud_sock, server_context(cloud_tls))
         )
         stack.callback(closing.set)  # first of all: the streams end, so the servers can
         yield ServedEnvoy(
@@ -403,12 +338,6 @@ def serve(
     ready: Callable[[ServedEnvoy], None] | None = None,
 ) -> None:
     """Serve until interrupted; ``ready`` is told the URLs and certificates once it listens."""
-
-    async def main() -> None:
-        async with running_simulator(sim, host=host, port=port, cloud_port=cloud_port) as served:
-            if ready is not None:
-                ready(served)
-            await served.wait_closed()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(
+        lambda: running_simulator(sim, host=host, port=port, cloud_port=cloud_port), ready
+    )

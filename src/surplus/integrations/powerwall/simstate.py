@@ -26,6 +26,7 @@ from surplus.control.state import BatteryMode
 from surplus.integrations.powerwall import models as m
 from surplus.security.vault import Secret
 from surplus.sim.devices import HomeBattery
+from surplus.sim.serving import Faults
 
 Power = float | Callable[[datetime], float]
 
@@ -48,40 +49,6 @@ FAULTS = frozenset(
         "garbled",  # telemetry answers 200 with an HTML page (a firmware mid-update)
     }
 )
-
-
-class Faults:
-    """Faults injected by tests (or ``/sim/faults``); each holds until discarded, except
-    ``token_expired``, which the next authenticated request consumes.
-    """
-
-    def __init__(self) -> None:
-        self._active: set[str] = set()
-
-    def add(self, *names: str) -> None:
-        unknown = set(names) - FAULTS
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(FAULTS)}")
-        self._active.update(names)
-
-    def discard(self, *names: str) -> None:
-        self._active.difference_update(names)
-
-    def clear(self) -> None:
-        self._active.clear()
-
-    def take(self, name: str) -> bool:
-        """Whether ``name`` was active; it no longer is."""
-        present = name in self._active
-        self._active.discard(name)
-        return present
-
-    @property
-    def active(self) -> frozenset[str]:
-        return frozenset(self._active)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._active
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +200,7 @@ class PowerwallSimulator:
         self.login_window_s = login_window_s
         self.reconnect_s = reconnect_s
         self.slow_s = slow_s
-        self.faults = Faults()
+        self.faults = Faults(FAULTS, one_shot={"token_expired"})
         self.requests: Counter[str] = Counter()  # "METHOD /path" -> count
         self.tokens_issued: list[str] = []  # so tests can show that none ever leaks
         self.sitemaster_running = True

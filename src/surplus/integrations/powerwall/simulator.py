@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import ssl
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
-import uvicorn
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,6 +29,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.simstate import PowerwallSimulator, SimError
 from surplus.integrations.powerwall.tls import GATEWAY_NAMES, SelfSigned, self_signed
+from surplus.sim.serving import (
+    bind,
+    faults_route,
+    serve_until_interrupted,
+    server_context,
+    serving,
+)
 
 __all__ = ["PowerwallSimulator", "ServedSimulator", "create_app", "running_simulator", "serve"]
 
@@ -121,22 +123,6 @@ def _reader(read: Callable[[PowerwallSimulator], BaseModel]) -> Handler:
     return handler
 
 
-class _Faults(BaseModel):
-    add: list[str] = []
-    remove: list[str] = []
-
-
-async def _sim_faults(sim: PowerwallSimulator, request: Request) -> Response:
-    if request.method == "POST":
-        change = await _body(request, _Faults)
-        try:
-            sim.faults.add(*change.add)
-        except ValueError as e:
-            return JSONResponse({"error": str(e)}, status_code=400)
-        sim.faults.discard(*change.remove)
-    return JSONResponse({"active": sorted(sim.faults.active)})
-
-
 async def _sim_toggle(sim: PowerwallSimulator, request: Request) -> Response:
     sim.toggle_reset()
     return JSONResponse({"locked": sim.locked})
@@ -183,7 +169,7 @@ def create_app(sim: PowerwallSimulator) -> Starlette:
         _route(sim, "/api/v2/islanding/mode", _islanding, ["POST"]),
         _route(sim, "/api/devices/vitals", _vitals, get),
         _route(sim, "/tedapi/din", _tedapi_din, get, auth=False),
-        _route(sim, "/sim/faults", _sim_faults, ["GET", "POST"], auth=False),
+        faults_route(sim.faults),
         _route(sim, "/sim/toggle", _sim_toggle, ["POST"], auth=False),
     ]
     return Starlette(routes=routes)
@@ -200,37 +186,6 @@ def _redirect_app(https_url: str) -> ASGIApp:
         await Response(status_code=301, headers={"location": location})(scope, receive, send)
 
     return app
-
-
-def _server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads only files
-        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert.write_bytes(cert_pem)
-        key.write_bytes(key_pem)
-        ctx.load_cert_chain(cert, key)
-
-    def check_sni(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
-        # A client connecting by IP sends no SNI; a gateway accepts that and its own names.
-        if name is None or name in GATEWAY_NAMES:
-            return None
-        return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-
-    ctx.sni_callback = check_sni
-    return ctx
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # With the protocol named, asyncio turns Nagle off on accepted connections (it checks
-    # ``proto``); otherwise each TLS answer waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 @dataclass(slots=True)
@@ -253,34 +208,6 @@ class ServedSimulator:
 
 
 @contextlib.asynccontextmanager
-async def _listening(
-    app: ASGIApp, sock: socket.socket, ctx: ssl.SSLContext | None
-) -> AsyncIterator[asyncio.Task[None]]:
-    """``app`` served on ``sock`` (over TLS with ``ctx``, if given) until the block ends."""
-    config = uvicorn.Config(
-        app,
-        ssl_context_factory=None if ctx is None else lambda _config, _default: ctx,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the Powerwall simulator stopped while starting")
-            await asyncio.sleep(0.01)
-        yield task
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-@contextlib.asynccontextmanager
 async def running_simulator(
     sim: PowerwallSimulator | None = None,
     *,
@@ -295,18 +222,18 @@ async def running_simulator(
     """
     sim = sim if sim is not None else PowerwallSimulator()
     cert = tls if tls is not None else self_signed(host)
-    ctx = _server_context(cert.cert_pem, cert.key_pem)
-    sock = _bind(host, port)
+    ctx = server_context(cert, names=GATEWAY_NAMES)
+    sock = bind(host, port)
     url = f"https://{host}:{sock.getsockname()[1]}"
     # An exit stack closes the redirect first: uvicorn restores the signal handlers it
     # replaced when a server stops, so servers must stop in the reverse order they started.
     async with contextlib.AsyncExitStack() as stack:
-        task = await stack.enter_async_context(_listening(create_app(sim), sock, ctx))
+        task = await stack.enter_async_context(serving(create_app(sim), sock, ctx))
         http_url = None
         if http_port is not None:
-            http_sock = _bind(host, http_port)
+            http_sock = bind(host, http_port)
             http_url = f"http://{host}:{http_sock.getsockname()[1]}"
-            await stack.enter_async_context(_listening(_redirect_app(url), http_sock, None))
+            await stack.enter_async_context(serving(_redirect_app(url), http_sock, None))
         yield ServedSimulator(sim, url, cert.fingerprint, cert, task, http_url)
 
 
@@ -319,12 +246,6 @@ def serve(
     ready: Callable[[ServedSimulator], None] | None = None,
 ) -> None:
     """Serve until interrupted; ``ready`` is told the URLs and fingerprint once it listens."""
-
-    async def main() -> None:
-        async with running_simulator(sim, host=host, port=port, http_port=http_port) as served:
-            if ready is not None:
-                ready(served)
-            await served.wait_closed()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(
+        lambda: running_simulator(sim, host=host, port=port, http_port=http_port), ready
+    )

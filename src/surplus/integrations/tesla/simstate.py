@@ -40,6 +40,7 @@ from typing import Any
 
 from surplus.integrations.tesla.models import ASLEEP, MISSING_SCOPES, PROTOCOL_REQUIRED
 from surplus.sim.devices import ElectricVehicle
+from surplus.sim.serving import Faults
 
 __all__ = ["FAULTS", "Faults", "FleetError", "FleetSimulator", "SimSite", "SimVehicle"]
 
@@ -63,43 +64,6 @@ FAULTS = frozenset(
         "lose_refresh_answer",  # the token endpoint rotates, then answers 504
     }
 )
-
-
-class Faults:
-    """Injected faults; one added with ``times`` holds for that many requests it affects."""
-
-    def __init__(self) -> None:
-        self._left: dict[str, int | None] = {}
-
-    def add(self, *names: str, times: int | None = None) -> None:
-        unknown = set(names) - FAULTS
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(FAULTS)}")
-        for name in names:
-            self._left[name] = times
-
-    def discard(self, *names: str) -> None:
-        for name in names:
-            self._left.pop(name, None)
-
-    def take(self, name: str) -> bool:
-        """Whether ``name`` is active; one of its ``times`` is used up."""
-        if name not in self._left:
-            return False
-        left = self._left[name]
-        if left is not None:
-            if left <= 1:
-                del self._left[name]
-            else:
-                self._left[name] = left - 1
-        return True
-
-    @property
-    def active(self) -> frozenset[str]:
-        return frozenset(self._left)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._left
 
 
 class FleetError(Exception):
@@ -225,7 +189,7 @@ class FleetSimulator:
         self.wake_delay_s = wake_delay_s
         self.sleep_after_s = sleep_after_s
         self.billing_cap_usd = billing_cap_usd
-        self.faults = Faults()
+        self.faults = Faults(FAULTS)
         self.vehicles: dict[str, SimVehicle] = {}
         self.sites: dict[int, SimSite] = {}
         self.requests: Counter[str] = Counter()  # "METHOD /path" -> count

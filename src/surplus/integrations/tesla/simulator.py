@@ -18,14 +18,10 @@ certificate (for ``localhost`` and the address) and one state:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import ssl
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -35,13 +31,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from surplus.integrations.powerwall.simulator import _bind, _listening
 from surplus.integrations.powerwall.tls import SelfSigned, self_signed
 from surplus.integrations.tesla.simstate import (
     SITE_SCOPES,
     VEHICLE_SCOPES,
     FleetError,
     FleetSimulator,
+)
+from surplus.sim.serving import (
+    bind,
+    faults_route,
+    serve_until_interrupted,
+    server_context,
+    serving,
 )
 
 __all__ = ["FleetSimulator", "ServedFleet", "create_app", "running_simulator", "serve"]
@@ -72,12 +74,6 @@ def _error(e: FleetError) -> Response:
     if body is None:
         return Response(status_code=e.status, headers=e.headers)
     return JSONResponse(body, status_code=e.status, headers=e.headers)
-
-
-class _Faults(BaseModel):
-    add: list[str] = []
-    remove: list[str] = []
-    times: int | None = None
 
 
 class _Plug(BaseModel):
@@ -116,7 +112,7 @@ class _App:
         routes += [
             Route("/oauth2/v3/authorize", self._authorize, methods=["GET"]),
             Route("/oauth2/v3/token", self._token, methods=["POST"]),
-            Route("/sim/faults", self._faults, methods=["GET", "POST"]),
+            faults_route(self.sim.faults),
             Route("/sim/plug", self._plug, methods=["POST"]),
         ]
         return Starlette(routes=routes)
@@ -241,16 +237,6 @@ class _App:
 
     # --- hidden doors ---
 
-    async def _faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                change = _Faults.model_validate_json(await request.body())
-                self.sim.faults.add(*change.add, times=change.times)
-            except (ValidationError, ValueError) as e:
-                return JSONResponse({"error": str(e)}, status_code=400)
-            self.sim.faults.discard(*change.remove)
-        return JSONResponse({"active": sorted(self.sim.faults.active)})
-
     async def _plug(self, request: Request) -> Response:
         try:
             plug = _Plug.model_validate_json(await request.body())
@@ -277,16 +263,6 @@ def create_app(
     app = _App(sim, region).app()
     app.state.region_urls = region_urls if region_urls is not None else {}
     return app
-
-
-def _server_context(tls: SelfSigned) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads only files
-        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert.write_bytes(tls.cert_pem)
-        key.write_bytes(tls.key_pem)
-        ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 @dataclass(slots=True)
@@ -328,7 +304,7 @@ async def running_simulator(
     """Serve ``sim`` on ``host``: NA, EU and proxy listeners on ``ports`` (0: a free one)."""
     sim = sim if sim is not None else FleetSimulator()
     tls = self_signed(host, names=("localhost",))
-    socks = [_bind(host, port) for port in ports]
+    socks = [bind(host, port) for port in ports]
     urls = [f"https://{host}:{s.getsockname()[1]}" for s in socks]
     region_urls = {"na": urls[0], "eu": urls[1]}
     apps = [
@@ -338,7 +314,7 @@ async def running_simulator(
     ]
     async with contextlib.AsyncExitStack() as stack:
         tasks = [
-            await stack.enter_async_context(_listening(app, sock, _server_context(tls)))
+            await stack.enter_async_context(serving(app, sock, server_context(tls)))
             for app, sock in zip(apps, socks, strict=True)
         ]
         yield ServedFleet(sim, region_urls, urls[2], tls, tasks)
@@ -352,12 +328,4 @@ def serve(
     ready: Callable[[ServedFleet], None] | None = None,
 ) -> None:
     """Serve until interrupted; ``ready`` is told the URLs once it listens."""
-
-    async def main() -> None:
-        async with running_simulator(sim, host=host, ports=ports) as served:
-            if ready is not None:
-                ready(served)
-            await served.wait_closed()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(lambda: running_simulator(sim, host=host, ports=ports), ready)

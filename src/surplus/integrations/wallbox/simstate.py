@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from surplus.security.vault import Secret
 from surplus.sim.devices import ElectricVehicle
+from surplus.sim.serving import Faults
 
 __all__ = ["FAULTS", "ChargingSession", "Faults", "SimError", "WallboxSimulator"]
 
@@ -55,35 +56,6 @@ FAULTS = frozenset(
         "nulls",  # chargers/status answers null for the power and energy fields
     }
 )
-
-
-class Faults:
-    """Faults injected by tests (or ``/sim/faults``); the one-shot ones are taken by the next
-    call that checks them."""
-
-    def __init__(self) -> None:
-        self._active: set[str] = set()
-
-    def add(self, *names: str) -> None:
-        unknown = set(names) - FAULTS
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(FAULTS)}")
-        self._active.update(names)
-
-    def discard(self, *names: str) -> None:
-        self._active.difference_update(names)
-
-    def take(self, name: str) -> bool:
-        present = name in self._active
-        self._active.discard(name)
-        return present
-
-    @property
-    def active(self) -> frozenset[str]:
-        return frozenset(self._active)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._active
 
 
 class SimError(Exception):
@@ -188,7 +160,7 @@ class WallboxSimulator:
         self.read_limit = read_limit
         self.write_limit = write_limit
         self.apply_delay_s = apply_delay_s
-        self.faults = Faults()
+        self.faults = Faults(FAULTS, one_shot={"refresh_revoked", "token_expired"})
         self.status_override: int | None = None  # an injected status code, mapped or not
         self.requests: Counter[str] = Counter()  # "METHOD /path" -> count
         self.signins = 0

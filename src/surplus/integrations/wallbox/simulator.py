@@ -19,24 +19,25 @@ import base64
 import binascii
 import contextlib
 import json
-import socket
-import ssl
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from surplus.integrations.powerwall.tls import SelfSigned, self_signed
 from surplus.integrations.wallbox.simstate import SimError, WallboxSimulator
+from surplus.sim.serving import (
+    bind,
+    faults_route,
+    serve_until_interrupted,
+    server_context,
+    serving,
+)
 
 __all__ = ["ServedWallbox", "WallboxSimulator", "running_simulator", "serve"]
 
@@ -168,17 +169,6 @@ async def _group_sessions(sim: WallboxSimulator, request: Request) -> Any:
 # --- hidden doors ---
 
 
-async def _sim_faults(sim: WallboxSimulator, request: Request) -> Any:
-    if request.method == "POST":
-        body = await _json_body(request)
-        try:
-            sim.faults.add(*body.get("add", []))
-        except ValueError as e:
-            raise SimError(400, str(e)) from None
-        sim.faults.discard(*body.get("remove", []))
-    return {"active": sorted(sim.faults.active)}
-
-
 async def _sim_plug(sim: WallboxSimulator, request: Request) -> Any:
     sim.plug_in()
     return {"plugged": sim.plugged}
@@ -250,63 +240,13 @@ def api_app(sim: WallboxSimulator) -> Starlette:
                 get,
                 data=True,
             ),
-            _route(sim, "/sim/faults", _sim_faults, ["GET", "POST"], data=False),
+            faults_route(sim.faults),
             _route(sim, "/sim/plug", _sim_plug, ["POST"], data=False),
             _route(sim, "/sim/unplug", _sim_unplug, ["POST"], data=False),
             _route(sim, "/sim/status", _sim_status, ["POST"], data=False),
             _route(sim, "/sim/state", _sim_state, get, data=False),
         ]
     )
-
-
-def _server_context(tls: SelfSigned) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads only files
-        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert.write_bytes(tls.cert_pem)
-        key.write_bytes(tls.key_pem)
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # With the protocol named, asyncio turns Nagle off on accepted connections; otherwise
-    # each TLS answer waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def _listening(
-    app: ASGIApp, sock: socket.socket, ctx: ssl.SSLContext
-) -> AsyncIterator[asyncio.Task[None]]:
-    config = uvicorn.Config(
-        app,
-        ssl_context_factory=lambda _config, _default: ctx,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the Wallbox simulator stopped while starting")
-            await asyncio.sleep(0.01)
-        yield task
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @dataclass(slots=True)
@@ -345,14 +285,14 @@ async def running_simulator(
     API on ``host:user_port`` (0 picks free ones), in this event loop."""
     sim = sim if sim is not None else WallboxSimulator()
     tls = self_signed(host, names=CERT_NAMES)
-    ctx = _server_context(tls)
-    sock = _bind(host, port)
+    ctx = server_context(tls)
+    sock = bind(host, port)
     # Servers stop in the reverse order they started: uvicorn restores the signal handlers
     # it replaced when a server stops.
     async with contextlib.AsyncExitStack() as stack:
-        task = await stack.enter_async_context(_listening(api_app(sim), sock, ctx))
-        user_sock = _bind(host, user_port)
-        await stack.enter_async_context(_listening(user_app(sim), user_sock, ctx))
+        task = await stack.enter_async_context(serving(api_app(sim), sock, ctx))
+        user_sock = bind(host, user_port)
+        await stack.enter_async_context(serving(user_app(sim), user_sock, ctx))
         yield ServedWallbox(
             sim,
             f"https://{host}:{sock.getsockname()[1]}",
@@ -371,12 +311,6 @@ def serve(
     ready: Callable[[ServedWallbox], None] | None = None,
 ) -> None:
     """Serve until interrupted; ``ready`` is told the URLs and certificate once it listens."""
-
-    async def main() -> None:
-        async with running_simulator(sim, host=host, port=port, user_port=user_port) as served:
-            if ready is not None:
-                ready(served)
-            await served.wait_closed()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(
+        lambda: running_simulator(sim, host=host, port=port, user_port=user_port), ready
+    )
