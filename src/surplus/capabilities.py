@@ -6,6 +6,7 @@ with ``isinstance`` and drops a capability whose device says it is not supported
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -93,3 +94,32 @@ class RunningCharger(SteeredCharger, Protocol):
     """A ``SteeredCharger`` that polls its vendor's cloud itself, within the API's limits."""
 
     async def run(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiUsage:
+    """The vendor API calls a device cost so far, and their price where the vendor bills."""
+
+    reads: int = 0
+    commands: int = 0
+    wakes: int = 0
+    cost_usd: float | None = None  # None: the vendor bills nothing per call
+
+    def since(self, earlier: ApiUsage) -> ApiUsage:
+        """The calls made after ``earlier`` was taken."""
+        cost = None
+        if self.cost_usd is not None:
+            cost = self.cost_usd - (earlier.cost_usd or 0.0)
+        return ApiUsage(
+            self.reads - earlier.reads,
+            self.commands - earlier.commands,
+            self.wakes - earlier.wakes,
+            cost,
+        )
+
+
+@runtime_checkable
+class MeteredApi(Protocol):
+    """A device behind a rate-limited (and maybe billed) vendor API."""
+
+    def api_usage(self) -> ApiUsage: ...

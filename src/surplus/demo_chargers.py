@@ -52,6 +52,11 @@ WALLBOX_EMAIL = "owner@example.com"
 CONTACTOR_S = {"start_delay_s": 120.0, "stop_delay_s": 600.0, "min_on_s": 900.0}
 MIN_OFF_S = 900.0
 BUDGET_INTERVAL_S = 300.0
+# A cloud charger's commands cost: the Wallbox cloud allows a few writes a minute; Tesla bills
+# each command and its owners are told to keep to about 10 a day, so a Tesla's current moves
+# at most hourly and by 2 A or more.
+WALLBOX_BUDGET_S = 600.0
+TESLA_BUDGET_S, TESLA_DEADBAND_A = 3600.0, 2.0
 BUFFER_CARRY_S = 600.0  # how long the home battery may carry a started solar charge
 
 
@@ -75,8 +80,12 @@ def _car() -> ElectricVehicle:
     return ElectricVehicle(capacity_wh=50_000.0, energy_wh=20_000.0)
 
 
-def _loadpoint(device: str, speed: float, min_off_s: float = MIN_OFF_S) -> str:
-    timers = {**CONTACTOR_S, "min_off_s": min_off_s}
+def _loadpoint(
+    device: str, speed: float, budget_s: float = BUDGET_INTERVAL_S, deadband_a: float = 1.0
+) -> str:
+    """The ``carport`` loadpoint on ``device``: a current change at most every ``budget_s``
+    (simulated) and none smaller than ``deadband_a``."""
+    timers = {**CONTACTOR_S, "min_off_s": MIN_OFF_S}
     contactor = "".join(f"{k} = {v / speed:.3g}\n" for k, v in timers.items())
     return f"""
 # the home battery carries a started charge through a cloud: {BUFFER_CARRY_S:g} s simulated
@@ -97,7 +106,8 @@ max_current_a = 16
 [loadpoints.contactor]
 {contactor}
 [loadpoints.budget]
-min_interval_s = {BUDGET_INTERVAL_S / speed:.3g}
+min_interval_s = {budget_s / speed:.3g}
+deadband_a = {deadband_a:g}
 """
 
 
@@ -195,7 +205,7 @@ ca_file = "{self.ca_file}"
 phases = 1
 reads_per_minute = 3
 poll_interval_s = 20
-""" + _loadpoint(self.name, self.speed, min_off_s=MIN_OFF_S)
+""" + _loadpoint(self.name, self.speed, budget_s=WALLBOX_BUDGET_S)
 
     def power_w(self) -> float:
         return self.sim.power_w()
@@ -239,7 +249,7 @@ fleet_url = "{self.fleet_url}"
 auth_url = "{self.fleet_url}"
 ca_file = "{self.ca_file}"
 poll_interval_s = 5
-""" + _loadpoint(self.name, self.speed)
+""" + _loadpoint(self.name, self.speed, TESLA_BUDGET_S, TESLA_DEADBAND_A)
 
     def power_w(self) -> float:
         return self.sim.vehicles[VIN].power_w()

@@ -102,7 +102,13 @@ def test_demo_serves_the_simulated_site_until_ctrl_c(tmp_path: Path) -> None:
         balance = values["home_w"] - values["solar_w"] - values["battery_w"]
         assert values["grid_w"] == pytest.approx(balance, abs=20.0)
         assert first["integrations"] == [
-            {"name": "gateway", "type": "powerwall", "status": "ok", "detail": ""}
+            {
+                "name": "gateway",
+                "type": "powerwall",
+                "status": "ok",
+                "detail": "",
+                "api_usage": None,
+            }
         ]
         assert first["loadpoints"][0]["name"] == "carport"
         assert first["loadpoints"][0]["reason"].startswith("not controlled")

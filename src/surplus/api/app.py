@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from surplus.capabilities import ApiUsage, MeteredApi
 from surplus.domain.readings import BatteryState, MeterReading
 from surplus.runtime.devices import Device, site_device
 from surplus.runtime.loop import ControlLoop
@@ -66,6 +67,7 @@ def create_app(
                         "offered_current_a": lp.offered_current_a,
                         "session_wh": lp.session_wh,
                         "session_solar_share": lp.session_solar_share,
+                        "session_api": _usage(lp.session_api),
                     }
                     for lp in loop.loadpoints()
                 ],
@@ -75,6 +77,9 @@ def create_app(
                         "type": d.type,
                         "status": str(d.state.health),
                         "detail": d.state.detail,
+                        "api_usage": _usage(
+                            d.charger.api_usage() if isinstance(d.charger, MeteredApi) else None
+                        ),
                     }
                     for d in devices
                 ],
@@ -120,6 +125,18 @@ def create_app(
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+
+
+def _usage(usage: ApiUsage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    cost = None if usage.cost_usd is None else round(usage.cost_usd, 4)
+    return {
+        "reads": usage.reads,
+        "commands": usage.commands,
+        "wakes": usage.wakes,
+        "cost_usd": cost,
+    }
 
 
 def _site(devices: Sequence[Device], now: datetime) -> dict[str, Any]:

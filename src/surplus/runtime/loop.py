@@ -23,7 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from surplus.capabilities import BatteryController, SteeredCharger, TariffSource
+from surplus.capabilities import (
+    ApiUsage,
+    BatteryController,
+    MeteredApi,
+    SteeredCharger,
+    TariffSource,
+)
 from surplus.config import LoadpointConfig
 from surplus.control.settings import SiteSettings
 from surplus.control.state import (
@@ -61,6 +67,8 @@ class LoadpointStatus:
     offered_current_a: float | None = None
     session_wh: float | None = None  # the open session's energy so far
     session_solar_share: float | None = None
+    # the vendor API calls of the session under way (or of the last one, once it ended)
+    session_api: ApiUsage | None = None
 
 
 class ControlLoop:
@@ -101,6 +109,8 @@ class ControlLoop:
             for lp in loadpoints
         }
         self._sessions = sessions
+        self._session_api_base: dict[str, ApiUsage] = {}  # API usage when a session began
+        self._last_session_api: dict[str, ApiUsage] = {}
         self._devices = devices
         self._decisions = decisions
         self.interval_s = interval_s
@@ -167,6 +177,7 @@ class ControlLoop:
                     battery_w=snapshot.battery.power_w if snapshot.battery else 0.0,
                     rates=snapshot.rates,
                 )
+            session_api = self._session_api(name, charger, charger.session().active)
             reason = decision.reasons.get(name, "")
             if view is None:
                 reason = f"no reading from {self._charger_devices[name]} yet: {charger.detail}"
@@ -181,7 +192,31 @@ class ControlLoop:
                 session_solar_share=(
                     session.energy.solar_share if session and session.end is None else None
                 ),
+                session_api=session_api,
             )
+
+    def _session_api(self, name: str, charger: SteeredCharger, active: bool) -> ApiUsage | None:
+        """The API calls of ``name``'s session so far, or of its last one; its end logged."""
+        if not isinstance(charger, MeteredApi):
+            return None
+        usage = charger.api_usage()
+        base = self._session_api_base.get(name)
+        if active and base is None:
+            self._session_api_base[name] = usage
+        elif not active and base is not None:
+            used = self._last_session_api[name] = usage.since(base)
+            del self._session_api_base[name]
+            cost = "" if used.cost_usd is None else f", about {used.cost_usd:.2f} USD"
+            log.info(
+                "%s: session ended after %d reads, %d commands and %d wakes%s",
+                name,
+                used.reads,
+                used.commands,
+                used.wakes,
+                cost,
+            )
+        base = self._session_api_base.get(name)
+        return usage.since(base) if base is not None else self._last_session_api.get(name)
 
     def _known_rates(self, now: datetime) -> Rates | None:
         """The tariff's prices from now on, worked out again once a slot has passed."""

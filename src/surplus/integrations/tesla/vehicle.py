@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from surplus.capabilities import ApiUsage
 from surplus.control.state import ChargerCommand
 from surplus.domain.errors import (
     AsleepError,
@@ -157,6 +158,13 @@ class TeslaVehicle:
             at=at,
             voltage_v=float(c.charger_voltage) if c.charger_voltage > 10 else None,
         )
+
+    def api_usage(self) -> ApiUsage:
+        """The Fleet API calls billed for this car so far, and their estimated price."""
+        used = self.client.usage.get(self.vin)
+        if used is None:
+            return ApiUsage(cost_usd=0.0)
+        return ApiUsage(used.reads, used.commands, used.wakes, used.cost_usd)
 
     def session(self) -> SessionProgress:
         c = self.charge

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from surplus.capabilities import ApiUsage
 from surplus.control.state import ChargerCommand
 from surplus.domain.errors import AuthenticationError, DeviceError
 from surplus.domain.readings import ChargerState, ChargerStatus, SessionProgress
@@ -110,6 +111,10 @@ class WallboxCharger:
             phases=self.phases,
             at=at,
         )
+
+    def api_usage(self) -> ApiUsage:
+        """The charger-API calls made so far (Wallbox bills none; its limits count them)."""
+        return ApiUsage(reads=self.client.reads, commands=self.client.writes)
 
     def session(self) -> SessionProgress:
         """A session runs while a car is plugged in; its energy is the charger's count."""

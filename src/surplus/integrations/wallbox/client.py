@@ -149,6 +149,8 @@ class WallboxClient:
         self._pending: dict[int, list[_Expectation]] = {}
         self._unapplied: dict[int, list[str]] = {}
         self.calls = 0  # requests sent to the charger API
+        self.reads = 0  # of which reads (GET)
+        self.writes = 0  # and writes
         self._http = httpx.AsyncClient(
             verify=_ssl(ca_file), timeout=timeout_s, follow_redirects=False
         )
@@ -312,6 +314,10 @@ class WallboxClient:
             token = await self._bearer()
             headers = {"Authorization": f"Bearer {token.reveal()}"}
             self.calls += 1
+            if method == "GET":
+                self.reads += 1
+            else:
+                self.writes += 1
             response = await self._send(method, self._api_url + path, headers=headers, json=body)
             code = response.status_code
             if code == 401 and attempt == 1:
