@@ -325,7 +325,9 @@ async def test_a_reserve_left_raised_by_an_earlier_run_is_put_back(tmp_path: Pat
             while m.raw_to_app_pct(sim.operation.backup_reserve_percent) > 20.5:
                 assert time.monotonic() < deadline and not task.done()
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)  # the write's read-back, then its log entry
+            while not _logged(tmp_path):  # the write's read-back, then its log entry
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.1)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -337,7 +339,13 @@ async def test_a_reserve_left_raised_by_an_earlier_run_is_put_back(tmp_path: Pat
     assert [(e.command["battery_mode"], e.result) for e in entries] == [("normal", "ok")]
 
 
-async def test_a_task_that_fails_at_start_isone_error_not_a_group(tmp_path: Path) -> None:
+def _logged(data_dir: Path) -> bool:
+    with Store.open(data_dir / "surplus.db") as store:
+        now = datetime.now(UTC)
+        return bool(store.log.between(now - timedelta(minutes=1), now + timedelta(minutes=1)))
+
+
+async def test_a_task_that_fails_at_start_is_one_error_not_a_group(tmp_path: Path) -> None:
     async def fail() -> None:
         raise SurplusError("the API could not start")
 
