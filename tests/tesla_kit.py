@@ -4,25 +4,37 @@ the clock instead of waiting."""
 
 from __future__ import annotations
 
+import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from surplus.integrations.tesla.client import FleetClient
-from surplus.integrations.tesla.simstate import FleetSimulator, SimVehicle
+from surplus.integrations.tesla.simstate import FleetError, FleetSimulator, SimVehicle
 from surplus.integrations.tesla.simulator import ServedFleet, running_simulator
 from surplus.integrations.tesla.tokens import TeslaTokens, scopes_for
 from surplus.integrations.tesla.vehicle import TeslaVehicle
 from surplus.security.vault import Secret, Vault
 from tests.powerwall_kit import T0, SimClock
 
-__all__ = ["ENTRY", "T0", "VIN", "Fleet", "SimClock", "fleet"]
+__all__ = [
+    "ENTRY",
+    "T0",
+    "VIN",
+    "Fleet",
+    "SimClock",
+    "TokenEndpoint",
+    "fleet",
+    "watch_refusals",
+    "watch_token_endpoint",
+]
 
 VIN = "5YJ3E7EB0KF000001"
 ENTRY = "tesla.tokens"
+_REFRESH = re.compile(r"[A-Z]{2}_[0-9a-f]{64}")  # the simulator's refresh tokens
 
 
 @dataclass
@@ -103,3 +115,63 @@ async def fleet(
         )
         async with client:
             yield Fleet(served, sim, car, clock, vault, tokens, client, verify, sleeps)
+
+
+@dataclass
+class TokenEndpoint:
+    """What the simulator's token endpoint was asked and answered: one ``(grant_type,
+    outcome)`` per request ("ok", or the status and error), and each refresh token it issued,
+    whether or not its answer reached the client."""
+
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+
+    @property
+    def refreshes(self) -> list[str]:
+        """The outcomes of the ``refresh_token`` grants."""
+        return [outcome for kind, outcome in self.requests if kind == "refresh_token"]
+
+
+def watch_token_endpoint(
+    sim: FleetSimulator, on_issued: Callable[[str], None] | None = None
+) -> TokenEndpoint:
+    """Record every request to ``sim``'s token endpoint; ``on_issued`` is called with each
+    new refresh token as soon as the simulator issued it, before its answer is sent."""
+    seen = TokenEndpoint()
+    grant = sim.grant
+
+    def watched(form: dict[str, str]) -> dict[str, Any]:
+        kind = form.get("grant_type", "")
+        issued = len(sim.tokens_issued)
+        try:
+            answer = grant(form)
+        except FleetError as e:
+            seen.requests.append((kind, f"{e.status} {e.error or '(no body)'}"))
+            raise
+        finally:
+            fresh = [t for t in sim.tokens_issued[issued:] if _REFRESH.fullmatch(t)]
+            seen.issued += fresh
+            if on_issued is not None:
+                for token in fresh:
+                    on_issued(token)
+        seen.requests.append((kind, "ok"))
+        return answer
+
+    sim.grant = watched  # type: ignore[method-assign]
+    return seen
+
+
+def watch_refusals(sim: FleetSimulator) -> list[int]:
+    """The status of every call ``sim``'s gateway checks refused (401, 402, 421, ...)."""
+    refused: list[int] = []
+    admit = sim.admit
+
+    def watched(region: str | None, token: str | None, **kwargs: Any) -> None:
+        try:
+            admit(region, token, **kwargs)
+        except FleetError as e:
+            refused.append(e.status)
+            raise
+
+    sim.admit = watched  # type: ignore[method-assign]
+    return refused

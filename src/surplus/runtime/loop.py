@@ -86,14 +86,15 @@ class ControlLoop:
         sessions: SessionTracker | None = None,
     ) -> None:
         by_name = {d.name: d for d in devices}
-        self._chargers: dict[str, SteeredCharger] = {
-            lp.name: device.charger
+        # the devices, not their chargers: a device rebuilt on new credentials has a new one
+        self._charger_of: dict[str, Device] = {
+            lp.name: device
             for lp in loadpoints
             if lp.charger_device is not None
             and (device := by_name.get(lp.charger_device)) is not None
             and device.charger is not None
         }
-        driven = [lp.name for lp in settings.loadpoints if lp.name in self._chargers]
+        driven = [lp.name for lp in settings.loadpoints if lp.name in self._charger_of]
         self._settings = settings.model_copy(
             update={"loadpoints": [lp for lp in settings.loadpoints if lp.name in driven]}
         )
@@ -122,6 +123,15 @@ class ControlLoop:
         # Until one battery command took effect, the gateway may still do what an earlier
         # run left it doing (a raised reserve): the engine's mode is sent even unchanged.
         self._synced = False
+
+    @property
+    def _chargers(self) -> dict[str, SteeredCharger]:
+        """Each driven loadpoint's charger as its device holds it now."""
+        return {
+            name: device.charger
+            for name, device in self._charger_of.items()
+            if device.charger is not None
+        }
 
     def loadpoints(self) -> list[LoadpointStatus]:
         return list(self._loadpoints.values())

@@ -6,6 +6,7 @@ not see records propagated from its child loggers.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -31,9 +32,12 @@ class SecretFilter(logging.Filter):
         self._secrets = frozenset(s for s in secrets if s)
 
     def add(self, *secrets: str) -> None:
-        """Redact these values too (a token refreshed at run time)."""
+        """Redact these values too (a token refreshed at run time); a secret that is a JSON
+        document (a vault entry holding several tokens) also has each of its strings
+        redacted on its own."""
+        found = {s for s in secrets if s} | {leaf for s in secrets for leaf in _json_leaves(s)}
         # Copy on write: a filter running in another thread keeps its snapshot.
-        self._secrets = self._secrets | {s for s in secrets if s}
+        self._secrets = self._secrets | found
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self._secrets
@@ -56,3 +60,27 @@ class SecretFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info, secrets)
         return True
+
+
+MIN_LEAF_CHARS = 8  # shorter strings in a JSON secret (a token type, a scope) are not secret
+
+
+def _json_leaves(text: str) -> set[str]:
+    """The long strings inside ``text`` when it is a JSON object or array, else none."""
+    if not text.startswith(("{", "[")):
+        return set()
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return set()
+    leaves: set[str] = set()
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and len(item) >= MIN_LEAF_CHARS:
+            leaves.add(item)
+    return leaves

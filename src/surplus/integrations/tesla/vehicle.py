@@ -31,7 +31,7 @@ from surplus.domain.errors import (
     UnavailableError,
 )
 from surplus.domain.readings import ChargerState, ChargerStatus, SessionProgress
-from surplus.integrations.tesla.client import FleetClient
+from surplus.integrations.tesla.client import FleetClient, SigningRequiredError
 from surplus.integrations.tesla.models import BENIGN_REASONS, ChargeState
 
 __all__ = ["TeslaVehicle"]
@@ -71,6 +71,7 @@ class TeslaVehicle:
         self._enabled = False
         self._current_a: int | None = None
         self._problem: DeviceError | None = None
+        self._refused: DeviceError | None = None  # a command the car will never take as sent
 
     def __repr__(self) -> str:
         return f"TeslaVehicle({self.vin!r}, state={self.state!r})"
@@ -118,6 +119,8 @@ class TeslaVehicle:
 
     @property
     def health(self) -> str:
+        if self._refused is not None:
+            return "refused"
         if isinstance(self._problem, AuthenticationError | NotSupportedError):
             return "refused"
         if self._problem is not None or self._checked_at is None:
@@ -128,6 +131,8 @@ class TeslaVehicle:
 
     @property
     def detail(self) -> str:
+        if self._refused is not None:
+            return str(self._refused)
         if self._problem is not None:
             return str(self._problem)
         if self._checked_at is None:
@@ -174,6 +179,18 @@ class TeslaVehicle:
 
     async def apply(self, command: ChargerCommand) -> str:
         """Carry out ``command``: "ok", with what else happened after a semicolon."""
+        try:
+            result = await self._apply(command)
+        except AsleepError:
+            self.state = "asleep"  # the next command wakes it first, never a blind resend
+            raise
+        except SigningRequiredError as err:
+            self._refused = err  # shown in ``health`` until a command goes through
+            raise
+        self._refused = None
+        return result
+
+    async def _apply(self, command: ChargerCommand) -> str:
         notes: list[str] = []
         if command.phases is not None:
             notes.append(f"{command.phases}-phase charging ignored: the car chooses its phases")
