@@ -760,13 +760,19 @@ def debug_log() -> Iterator[_Lines]:
     the root logger's handlers."""
     root = logging.getLogger()
     handler, level = _Lines(), root.level
+    # a command run in-process earlier (CliRunner) may have quietened the HTTP loggers
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        for name, was in quiet.items():
+            logging.getLogger(name).setLevel(was)
 
 
 async def test_no_token_or_client_secret_in_the_log_the_api_or_the_data_dir(

@@ -97,7 +97,10 @@ class Poller(Generic[T]):
         """One read; returns how long to wait before the next, or None to stop."""
         started = time.monotonic()
         try:
-            value = await asyncio.wait_for(self._read(), self.timeout_s)
+            # not ``wait_for``: on 3.11 it can swallow a cancel that meets the read's end,
+            # and a service then never stops
+            async with asyncio.timeout(self.timeout_s):
+                value = await self._read()
         except AuthenticationError as err:
             self._fail(Health.NEEDS_REAUTH, str(err))
             _log.error("%s: needs re-authentication: %s", self.name, err)
