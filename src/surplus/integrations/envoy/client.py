@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
@@ -53,9 +52,11 @@ from surplus.integrations.envoy import models as m
 from surplus.integrations.envoy.tokens import EnvoyTokens, TokenClaims, read_claims
 from surplus.integrations.powerwall.client import CertificateMismatchError
 from surplus.integrations.powerwall.tls import (
+    certificate_refused,
     fingerprint,
     normalize_fingerprint,
     presented_certificate,
+    trusting_only,
 )
 from surplus.security.vault import Secret
 
@@ -462,7 +463,7 @@ class EnvoyClient:
             self._failures += 1
             raise UnavailableError(f"{where}: no answer within {self._timeout_s} s") from e
         except httpx.TransportError as e:
-            if _certificate_refused(e) and self._fingerprint is not None:
+            if certificate_refused(e) and self._fingerprint is not None:
                 raise CertificateMismatchError(self._url, self._fingerprint, None) from e
             self._failures += 1
             raise UnavailableError(f"{where}: cannot reach the gateway ({e})") from e
@@ -493,26 +494,9 @@ class EnvoyClient:
             log.info("trusting the certificate of %s on first use: %s", self._url, presented)
         self._fingerprint = presented
         self._http = httpx.AsyncClient(
-            base_url=self._url, verify=_trusting_only(der), timeout=self._timeout_s
+            base_url=self._url, verify=trusting_only(der), timeout=self._timeout_s
         )
         return self._http
-
-
-def _trusting_only(der: bytes) -> ssl.SSLContext:
-    """A TLS context that accepts exactly this certificate, whatever name it carries."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False  # the pin stands in for the name: the gateway's is not its URL's
-    ctx.load_verify_locations(cadata=der)
-    return ctx
-
-
-def _certificate_refused(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _raise_for(response: httpx.Response, where: str) -> None:

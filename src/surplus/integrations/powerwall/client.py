@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -46,9 +45,11 @@ from surplus.domain.errors import (
 )
 from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.tls import (
+    certificate_refused,
     fingerprint,
     normalize_fingerprint,
     presented_certificate,
+    trusting_only,
 )
 from surplus.security.vault import Secret
 
@@ -426,7 +427,7 @@ class PowerwallClient:
         except httpx.TimeoutException as e:
             raise UnavailableError(f"{where}: no answer within {self._timeout_s} s") from e
         except httpx.TransportError as e:
-            if _certificate_refused(e) and self._fingerprint is not None:
+            if certificate_refused(e) and self._fingerprint is not None:
                 raise CertificateMismatchError(self._url, self._fingerprint, None) from e
             raise UnavailableError(f"{where}: cannot reach the gateway ({e})") from e
         log.debug("%s -> %d", where, response.status_code)
@@ -444,26 +445,9 @@ class PowerwallClient:
                 log.info("trusting the certificate of %s on first use: %s", self._url, presented)
             self._fingerprint = presented
             self._http = httpx.AsyncClient(
-                base_url=self._url, verify=_trusting_only(der), timeout=self._timeout_s
+                base_url=self._url, verify=trusting_only(der), timeout=self._timeout_s
             )
         return self._http
-
-
-def _trusting_only(der: bytes) -> ssl.SSLContext:
-    """A TLS context that accepts exactly this certificate, whatever name it carries."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False  # the pin stands in for the name: the gateway's is not its URL's
-    ctx.load_verify_locations(cadata=der)
-    return ctx
-
-
-def _certificate_refused(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _took_effect(current: m.Operation, target: m.OperationWrite) -> bool:

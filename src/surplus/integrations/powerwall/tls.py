@@ -106,3 +106,21 @@ async def presented_certificate(host: str, port: int, *, sni: str, timeout_s: fl
     if not der:
         raise UnavailableError(f"{where} presented no certificate")
     return bytes(der)
+
+
+def trusting_only(der: bytes) -> ssl.SSLContext:
+    """A TLS context that accepts exactly this certificate, whatever name it carries."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # the pin stands in for the name: the gateway's is not its URL's
+    ctx.load_verify_locations(cadata=der)
+    return ctx
+
+
+def certificate_refused(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a refused certificate."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
