@@ -13,9 +13,10 @@ from surplus.terminal import fail
 
 if TYPE_CHECKING:
     from surplus.config import ServiceConfig
+    from surplus.integrations.registry import DeviceConfig
     from surplus.store import Store
 
-__all__ = ["ConfigFile", "config_of", "data_dir_of", "store_of"]
+__all__ = ["ConfigFile", "config_of", "data_dir_of", "device_of", "store_of"]
 
 ConfigFile = Annotated[
     Path, typer.Option("--config", help="The service's TOML config file (for its data_dir).")
@@ -30,6 +31,16 @@ def config_of(file: Path) -> ServiceConfig:
         return load_config(file)
     except ConfigError as err:
         raise fail(str(err), 2) from None
+
+
+def device_of(service: ServiceConfig, name: str, file: Path) -> tuple[int, DeviceConfig]:
+    """The index and table of the device ``name`` in ``service`` (read from ``file``); none
+    of that name ends the command (exit 2), naming the devices there are."""
+    for index, device in enumerate(service.devices):
+        if device.name == name:
+            return index, device
+    names = ", ".join(d.name for d in service.devices) or "none"
+    raise fail(f"error: no device named {name!r} in {file} (devices: {names})", 2)
 
 
 def data_dir_of(file: Path) -> Path:

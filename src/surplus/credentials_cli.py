@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from surplus.cli_config import ConfigFile, config_of
+from surplus.cli_config import ConfigFile, config_of, device_of
 from surplus.domain.errors import SurplusError
 from surplus.terminal import fail, say
 
@@ -107,11 +107,7 @@ def pin(
     from surplus.runtime.datadir import open_store
 
     service = config_of(config)
-    found = [(i, d) for i, d in enumerate(service.devices) if d.name == device]
-    if not found:
-        names = ", ".join(d.name for d in service.devices) or "none"
-        raise fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
-    index, chosen = found[0]
+    index, chosen = device_of(service, device, config)
     if not is_polled(chosen):
         raise fail(f"error: {device} connects to surplus: it has no certificate to pin", 2)
     if chosen.fingerprint is not None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from surplus.cli_config import ConfigFile, config_of
+from surplus.cli_config import ConfigFile, config_of, device_of
 from surplus.domain.errors import SurplusError
 from surplus.sim_cli import FaultOption, check_faults, listed, say_ready
 from surplus.terminal import fail, say
@@ -61,10 +61,7 @@ def auth_envoy(
     from surplus.security.vault import Secret
 
     service = config_of(config)
-    chosen = next((d for d in service.devices if d.name == device), None)
-    if chosen is None:
-        names = ", ".join(d.name for d in service.devices) or "none"
-        raise fail(f"error: no device named {device!r} in {config} (devices: {names})", 2)
+    _, chosen = device_of(service, device, config)
     if not isinstance(chosen, EnvoyConfig):
         raise fail(f"error: {device} is a {chosen.type} device, not an envoy", 2)
     if chosen.plain_http or chosen.token_secret is None:
