@@ -274,6 +274,14 @@ def demo(
             " cloud) or tesla (a Tesla through the Fleet API)."
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="The simulated local time of day the demo begins at, HH:MM (e.g. 07:00 to"
+            " watch a whole day of charging); default: now.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevel = "warning",
 ) -> None:
     """Run surplus against a simulated site on this machine; Ctrl-C stops it."""
@@ -288,6 +296,7 @@ def demo(
         raise typer.BadParameter("must be above 0 and at most 100000", param_hint="--speed")
     if not 0.0 < poll_s <= 3600.0:
         raise typer.BadParameter("must be above 0 and at most 3600", param_hint="--poll-s")
+    begins = None if start is None else _time_today(start)
     _logging(log_level)
     with contextlib.ExitStack() as stack:
         if data is None:
@@ -302,8 +311,20 @@ def demo(
                 on_ready=_say_demo_ready,
                 site=site,
                 charger=charger,
+                start=begins,
             )
         )
+
+
+def _time_today(hh_mm: str) -> datetime:
+    """Today at ``hh_mm`` local time, or a clear error naming ``--start``."""
+    try:
+        at = datetime.strptime(hh_mm, "%H:%M")
+    except ValueError:
+        raise typer.BadParameter(f"{hh_mm!r} is not HH:MM", param_hint="--start") from None
+    return (
+        datetime.now().astimezone().replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
+    )
 
 
 @app.command("bench-service")

@@ -111,10 +111,15 @@ class Demo:
 
 
 def demo_simulator(
-    password: str, speed: float, house_w: Callable[[datetime], float] = load_w
+    password: str,
+    speed: float,
+    house_w: Callable[[datetime], float] = load_w,
+    clock: Callable[[], datetime] | None = None,
 ) -> PowerwallSimulator:
     """A Powerwall gateway over the demo's day; ``house_w``: all the load behind it."""
-    return PowerwallSimulator(password, solar_w=solar_w, load_w=house_w, clock=speed_clock(speed))
+    return PowerwallSimulator(
+        password, solar_w=solar_w, load_w=house_w, clock=clock or speed_clock(speed)
+    )
 
 
 def _write_config(
@@ -204,11 +209,14 @@ def _toml(text: str) -> str:
 
 
 async def _push_forever(
-    api_url: asyncio.Future[str], key: str, speed: float, house_w: Callable[[datetime], float]
+    api_url: asyncio.Future[str],
+    key: str,
+    speed: float,
+    clock: Callable[[], datetime],
+    house_w: Callable[[datetime], float],
 ) -> None:
     """Post the simulated inverter's meters every ``PUSH_INTERVAL_S``, like a script would."""
     url = f"{await api_url}{PUSH_PATH}"
-    clock = speed_clock(speed)
     site = SimulatedSite(HomeBattery(), step_s=PUSH_INTERVAL_S * speed, house_w=house_w)
     async with httpx.AsyncClient(timeout=10.0) as http:
         while True:
@@ -230,18 +238,21 @@ async def run_demo(
     on_ready: Callable[[Demo], None],
     site: str = "powerwall",
     charger: str | None = None,
+    start: datetime | None = None,
 ) -> None:
     """Serve the simulated ``site`` (and ``charger``) and run the service against it,
-    polling every ``poll_s``, until SIGINT or SIGTERM."""
+    polling every ``poll_s``, until SIGINT or SIGTERM. The simulated day begins at ``start``
+    (default: now)."""
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, not {site!r}")
     if charger is not None and charger not in CHARGERS:
         raise ValueError(f"charger must be one of {CHARGERS}, not {charger!r}")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    clock = speed_clock(speed, start)
     async with contextlib.AsyncExitStack() as stack:
         wallbox = None
         if charger is not None:
-            wallbox = await start_charger(charger, data_dir, speed, stack)
+            wallbox = await start_charger(charger, data_dir, speed, stack, clock)
 
         def house_w(at: datetime) -> float:
             """The household and, charging behind the same meter, the car."""
@@ -251,7 +262,7 @@ async def run_demo(
         if site == "powerwall":
             password = secrets.token_urlsafe(12)
             served = await stack.enter_async_context(
-                running_simulator(demo_simulator(password, speed, house_w))
+                running_simulator(demo_simulator(password, speed, house_w, clock))
             )
             config_file = write_demo_files(data_dir, served, password, poll_s, wallbox)
         elif site == "envoy":
@@ -262,7 +273,7 @@ async def run_demo(
                 solar_w=solar_w,
                 load_w=house_w,
                 battery=HomeBattery(),
-                clock=speed_clock(speed),
+                clock=clock,
                 latency_s=(0.0, 0.05),
                 boot_s=0.0,
                 zeros_s=0.0,
@@ -286,7 +297,7 @@ async def run_demo(
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(service.run())
                     if key is not None:
-                        tasks.create_task(_push_forever(api_url, key, speed, house_w))
+                        tasks.create_task(_push_forever(api_url, key, speed, clock, house_w))
                     if wallbox is not None:
                         tasks.create_task(wallbox.drive(api_url))
 

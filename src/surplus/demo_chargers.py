@@ -33,6 +33,7 @@ from surplus.integrations.tesla.factory import tokens_of
 from surplus.integrations.tesla.simstate import FleetSimulator
 from surplus.integrations.tesla.simulator import running_simulator as running_fleet
 from surplus.integrations.tesla.tokens import scopes_for
+from surplus.integrations.tesla.vehicle import IDLE_DATA_S
 from surplus.integrations.wallbox.simstate import WallboxSimulator
 from surplus.integrations.wallbox.simulator import running_simulator as running_wallbox
 from surplus.runtime.datadir import open_store, open_vault
@@ -52,16 +53,18 @@ WALLBOX_EMAIL = "owner@example.com"
 CONTACTOR_S = {"start_delay_s": 120.0, "stop_delay_s": 600.0, "min_on_s": 900.0}
 MIN_OFF_S = 900.0
 BUDGET_INTERVAL_S = 300.0
-# A cloud charger's commands cost: the Wallbox cloud allows a few writes a minute; Tesla bills
-# each command and its owners are told to keep to about 10 a day, so a Tesla's current moves
-# at most hourly and by 2 A or more.
-WALLBOX_BUDGET_S = 600.0
-TESLA_BUDGET_S, TESLA_DEADBAND_A = 3600.0, 2.0
+# A cloud charger's commands cost: Tesla bills each one, the Wallbox cloud allows a few a
+# minute, and both are best kept to about 10 a plug-in session. So their current moves at
+# most hourly, by 2 A or more, 10 commands a session at most, and the home battery carries
+# the difference between the sun and the car for up to that hour.
+CLOUD_BUDGET_S, CLOUD_DEADBAND_A, CLOUD_COMMANDS = 3600.0, 2.0, 10
 BUFFER_CARRY_S = 600.0  # how long the home battery may carry a started solar charge
 
 
 class DemoCharger(Protocol):
     """A simulated charger in the demo."""
+
+    cloud: bool  # steered through a vendor cloud, its commands rationed
 
     def tables(self) -> str:
         """Its tables in the demo's config."""
@@ -80,17 +83,25 @@ def _car() -> ElectricVehicle:
     return ElectricVehicle(capacity_wh=50_000.0, energy_wh=20_000.0)
 
 
-def _loadpoint(
-    device: str, speed: float, budget_s: float = BUDGET_INTERVAL_S, deadband_a: float = 1.0
-) -> str:
-    """The ``carport`` loadpoint on ``device``: a current change at most every ``budget_s``
-    (simulated) and none smaller than ``deadband_a``."""
+def _loadpoint(device: str, speed: float, *, cloud: bool = False) -> str:
+    """The ``carport`` loadpoint on ``device``; a ``cloud`` charger's commands are few."""
     timers = {**CONTACTOR_S, "min_off_s": MIN_OFF_S}
     contactor = "".join(f"{k} = {v / speed:.3g}\n" for k, v in timers.items())
+    carry_s = CLOUD_BUDGET_S if cloud else BUFFER_CARRY_S
+    budget = (
+        f"min_interval_s = {CLOUD_BUDGET_S / speed:.3g}\ndeadband_a = {CLOUD_DEADBAND_A:g}\n"
+        f"max_per_session = {CLOUD_COMMANDS}\n"
+        if cloud
+        else f"min_interval_s = {BUDGET_INTERVAL_S / speed:.3g}\n"
+    )
+    # a cloud charger's battery is left in self-consumption: the planner would rather hold
+    # it for the tariff's dear hours than let it carry the car between two commands
+    controllable = "false" if cloud else "true"
     return f"""
-# the home battery carries a started charge through a cloud: {BUFFER_CARRY_S:g} s simulated
+# the home battery carries a started charge through a cloud: {carry_s:g} s simulated
 [site.battery]
-buffer_carry_s = {BUFFER_CARRY_S / speed:.3g}
+buffer_carry_s = {carry_s / speed:.3g}
+controllable = {controllable}
 
 [[loadpoints]]
 name = "carport"
@@ -106,14 +117,11 @@ max_current_a = 16
 [loadpoints.contactor]
 {contactor}
 [loadpoints.budget]
-min_interval_s = {budget_s / speed:.3g}
-deadband_a = {deadband_a:g}
-"""
+{budget}"""
 
 
-async def _by_day(speed: float, plug: Callable[[bool], object]) -> None:
+async def _by_day(clock: Callable[[], datetime], plug: Callable[[bool], object]) -> None:
     """Plug the car in (``plug(True)``) at 07:30 and out at 19:00, simulated local time."""
-    clock = speed_clock(speed)
     plugged = False
     while True:
         local = clock().astimezone()
@@ -138,10 +146,10 @@ def _free_port() -> int:
 class _Ocpp:
     """A one-phase OCPP wallbox, registered with the service's central system."""
 
-    name = "wallbox"
+    name, cloud = "wallbox", False
 
-    def __init__(self, data_dir: Path, speed: float) -> None:
-        self.speed = speed
+    def __init__(self, data_dir: Path, speed: float, clock: Callable[[], datetime]) -> None:
+        self.speed, self.clock = speed, clock
         self.port = _free_port()
         with open_store(data_dir) as store:
             with contextlib.suppress(KeyError):  # a first run: nothing to replace
@@ -173,7 +181,7 @@ class _Ocpp:
             tasks.create_task(self.charge_point.run())
             await self.charge_point.wait_connected(30.0)
             await _by_day(
-                self.speed,
+                self.clock,
                 lambda on: self.charge_point.plug_in() if on else self.charge_point.unplug(),
             )
 
@@ -181,17 +189,23 @@ class _Ocpp:
 class _Wallbox:
     """A Wallbox Pulsar Plus through its (simulated) cloud."""
 
-    name = "pulsar"
+    name, cloud = "pulsar", True
 
     def __init__(
-        self, sim: WallboxSimulator, speed: float, api_url: str, user_url: str, ca_file: Path
+        self,
+        sim: WallboxSimulator,
+        clock: Callable[[], datetime],
+        api_url: str,
+        user_url: str,
+        ca_file: Path,
     ) -> None:
-        self.sim, self.speed = sim, speed
+        self.sim, self.speed, self.clock = sim, sim.speed, clock
         self.api_url, self.user_url, self.ca_file = api_url, user_url, ca_file
 
     def tables(self) -> str:
-        # The cloud allows 3 reads a minute: the demo reads at that pace (a status every
-        # 20 s real, 20 simulated minutes); a real account is best left at 1.
+        # The simulated cloud counts its rate limits in simulated minutes: the demo reads the
+        # status once a simulated minute, as a real account is best read once a minute.
+        reads = min(60.0, self.speed)
         return f"""
 [[devices]]
 type = "wallbox"
@@ -203,25 +217,28 @@ user_url = "{self.user_url}"
 api_url = "{self.api_url}"
 ca_file = "{self.ca_file}"
 phases = 1
-reads_per_minute = 3
-poll_interval_s = 20
-""" + _loadpoint(self.name, self.speed, budget_s=WALLBOX_BUDGET_S)
+reads_per_minute = {reads:.3g}
+writes_per_minute = {reads:.3g}
+poll_interval_s = {60.0 / reads:.3g}
+""" + _loadpoint(self.name, self.speed, cloud=True)
 
     def power_w(self) -> float:
         return self.sim.power_w()
 
     async def drive(self, api_url: asyncio.Future[str]) -> None:
         await api_url
-        await _by_day(self.speed, lambda on: self.sim.plug_in() if on else self.sim.unplug())
+        await _by_day(self.clock, lambda on: self.sim.plug_in() if on else self.sim.unplug())
 
 
 class _Tesla:
     """A Tesla Model 3 through the (simulated) Fleet API."""
 
-    name = "model3"
+    name, cloud = "model3", True
 
-    def __init__(self, sim: FleetSimulator, speed: float, fleet_url: str, ca_file: Path) -> None:
-        self.sim, self.speed = sim, speed
+    def __init__(
+        self, sim: FleetSimulator, clock: Callable[[], datetime], fleet_url: str, ca_file: Path
+    ) -> None:
+        self.sim, self.speed, self.clock = sim, sim.speed, clock
         self.fleet_url, self.ca_file, self.client_id = fleet_url, ca_file, sim.client_id
 
     def config(self) -> TeslaConfig:
@@ -235,6 +252,7 @@ class _Tesla:
             auth_url=self.fleet_url,
             ca_file=self.ca_file,
             poll_interval_s=5.0,
+            idle_data_s=max(5.0, IDLE_DATA_S / self.speed),
         )
 
     def tables(self) -> str:
@@ -249,23 +267,30 @@ fleet_url = "{self.fleet_url}"
 auth_url = "{self.fleet_url}"
 ca_file = "{self.ca_file}"
 poll_interval_s = 5
-""" + _loadpoint(self.name, self.speed, TESLA_BUDGET_S, TESLA_DEADBAND_A)
+idle_data_s = {max(5.0, IDLE_DATA_S / self.speed):.3g}  # {IDLE_DATA_S:g} s simulated
+""" + _loadpoint(self.name, self.speed, cloud=True)
 
     def power_w(self) -> float:
         return self.sim.vehicles[VIN].power_w()
 
     async def drive(self, api_url: asyncio.Future[str]) -> None:
         await api_url
-        await _by_day(self.speed, lambda on: self.sim.plug_in(VIN) if on else self.sim.unplug(VIN))
+        await _by_day(self.clock, lambda on: self.sim.plug_in(VIN) if on else self.sim.unplug(VIN))
 
 
 async def start_charger(
-    kind: str, data_dir: Path, speed: float, stack: contextlib.AsyncExitStack
+    kind: str,
+    data_dir: Path,
+    speed: float,
+    stack: contextlib.AsyncExitStack,
+    clock: Callable[[], datetime] | None = None,
 ) -> DemoCharger:
     """The simulated charger ``kind`` (one of ``CHARGERS``), its servers entered in
-    ``stack`` and its credentials stored in ``data_dir``."""
+    ``stack`` and its credentials stored in ``data_dir``; its car is plugged in by the
+    demo's ``clock`` (default: one starting now)."""
+    clock = clock or speed_clock(speed)
     if kind == "ocpp":
-        return _Ocpp(data_dir, speed)
+        return _Ocpp(data_dir, speed, clock)
     vault = open_vault(data_dir)
     if kind == "wallbox":
         password = Secret(secrets.token_urlsafe(12))
@@ -281,7 +306,7 @@ async def start_charger(
         served = await stack.enter_async_context(running_wallbox(wallbox_sim))
         ca_file = data_dir / "wallbox-ca.pem"
         ca_file.write_bytes(served.ca_pem)
-        wallbox = _Wallbox(wallbox_sim, speed, served.api_url, served.user_url, ca_file)
+        wallbox = _Wallbox(wallbox_sim, clock, served.api_url, served.user_url, ca_file)
         vault.set(f"{wallbox.name}.password", password)
         return wallbox
     if kind != "tesla":
@@ -291,7 +316,7 @@ async def start_charger(
     fleet = await stack.enter_async_context(running_fleet(fleet_sim))
     ca_file = data_dir / "fleet-ca.pem"
     ca_file.write_bytes(fleet.tls.cert_pem)
-    tesla = _Tesla(fleet_sim, speed, fleet.url, ca_file)
+    tesla = _Tesla(fleet_sim, clock, fleet.url, ca_file)
     # as if the owner had run `surplus auth tesla`: the tokens in the vault
     refresh = fleet_sim.issue_refresh_token(scopes_for(energy_site=False))
     await tokens_of(tesla.config(), vault, lambda: datetime.now(UTC)).adopt(Secret(refresh))

@@ -34,7 +34,7 @@ async def test_a_charging_session_follows_the_commands(tmp_path: Path) -> None:
         reading = v.reading()
         assert reading is not None and reading.status is ChargerStatus.CHARGING
         assert reading.offered_current_a == 10
-        assert reading.power_w == 7000.0  # round(10 A x 3 x 230 V / 1000) kW
+        assert reading.power_w == 6900.0  # 10 A x 3 x 230 V, not the whole kW of charger_power
         assert reading.phases == 3
 
         assert await v.apply(ChargerCommand(LP, current_a=6)) == "ok"

@@ -1120,12 +1120,12 @@ def test_stale_hold_min_is_sent_once() -> None:
 @pytest.mark.parametrize(
     ("last_change_min", "surplus_w", "soc", "expected", "note"),
     [
-        pytest.param(5, 10000, None, (), "next change in 25m (command budget)",
+        pytest.param(5, 10000, None, (), "next change in 25m00s (command budget)",
                      id="increase-within-interval-waits"),
         pytest.param(31, 10000, None, (set_a(14),), "", id="increase-after-interval-sent"),
         pytest.param(5, 4500, None, (set_a(6),), "", id="decrease-importing-is-urgent"),
         # with a battery above its buffer the overdraw is carried: not urgent
-        pytest.param(5, 4900, 60, (), "next change in 25m (command budget)",
+        pytest.param(5, 4900, 60, (), "next change in 25m00s (command budget)",
                      id="decrease-covered-by-battery-waits"),
         pytest.param(5, 5520, None, (), "", id="nothing-changed-nothing-sent"),
     ],
@@ -1148,6 +1148,29 @@ def test_command_budget(
         assert decision.reasons[LP].endswith(note)
     else:
         assert "command budget" not in decision.reasons[LP]
+
+
+def test_a_session_command_budget_keeps_its_last_command_for_the_stop() -> None:
+    """With 6 commands a session: the start (2) and 3 changes, then the current is held
+    whatever the surplus does, the stop is still sent, no start follows until the car is
+    plugged in again, and the next session has its budget back."""
+    budget = FREE_BUDGET.model_copy(update={"max_per_session": 6})
+    rig = Rig(site(lp_settings(contactor=NO_DELAYS, budget=budget)))
+    rig.run([5000.0, 9000.0] * 5, 60)
+    sent = [c for _, d in rig.log for c in charger_cmds(d)]
+    assert sent == [enable(7), set_a(13), set_a(7), set_a(13)]
+    assert "session command budget used (5 of 6" in rig.log[-2][1].reasons[LP]  # 7 A wanted
+    later = NOW + timedelta(minutes=10)
+    rig.run([0.0], 60, later)
+    assert charger_cmds(rig.log[-1][1]) == (disable(),)
+    rig.run([9000.0] * 3, 60, later + timedelta(minutes=1))
+    assert all(not charger_cmds(d) for _, d in rig.log[-3:])
+    assert "session command budget used (6 of 6" in rig.log[-1][1].reasons[LP]
+    rig.evses[LP].plugged = False
+    rig.run([9000.0], 60, later + timedelta(minutes=5))
+    rig.evses[LP].plugged = True
+    rig.run([9000.0], 60, later + timedelta(minutes=6))
+    assert charger_cmds(rig.log[-1][1]) == (enable(13),)
 
 
 def test_steady_state_sends_nothing() -> None:

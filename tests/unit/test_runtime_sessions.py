@@ -195,3 +195,28 @@ def test_a_store_error_is_logged_and_the_next_tick_recovers(
     reopened = tick(tracker, T0 + 3 * MIN, 200.0)
     assert reopened is not None and reopened.id != opened.id
     assert energy(tick(tracker, T0 + 4 * MIN, 300.0)) == EnergySplit(solar_wh=100.0)
+
+
+def test_a_rise_reported_with_the_car_at_rest_is_split_as_the_last_drawing_tick(
+    store: Store,
+) -> None:
+    """A cloud charger's count can rise in the read that finds the charge over: that
+    energy was drawn while the car charged, from the sun here, not from the grid."""
+    tracker = SessionTracker(store.sessions)
+    tick(tracker, T0, 0.0)
+    tick(tracker, T0 + MIN, 100.0)
+    at_rest = {**SUNNY, "ev_w": 0.0}
+    later = tick(tracker, T0 + 2 * MIN, 160.0, flows=at_rest)
+    assert energy(later) == EnergySplit(solar_wh=160.0)
+    # with no drawing tick before it, the rise is grid energy
+    other = SessionTracker(store.sessions)
+    store.sessions.close(open_session_id(store), T0 + 3 * MIN)
+    tick(other, T0 + 4 * MIN, 0.0, flows=at_rest)
+    first = tick(other, T0 + 5 * MIN, 50.0, flows=at_rest)
+    assert energy(first) == EnergySplit(grid_wh=50.0)
+
+
+def open_session_id(store: Store) -> int:
+    current = store.sessions.current(LP)
+    assert current is not None
+    return current.id

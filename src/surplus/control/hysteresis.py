@@ -24,7 +24,8 @@ class Gate:
     reason: str
 
 
-def _fmt(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` as 1h05m, 4m30s or 12s."""
     seconds = max(0, int(seconds))
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
@@ -65,14 +66,16 @@ def gate(
         if not immediate and waited < cfg.stop_delay_s:
             left = cfg.stop_delay_s - waited
             return Gate(
-                True, replace(state, short_since=short_since), f"{_fmt(left)} of stop delay left"
+                True,
+                replace(state, short_since=short_since),
+                f"{duration(left)} of stop delay left",
             )
         if on_for < cfg.min_on_s:
             left = cfg.min_on_s - on_for
             return Gate(
                 True,
                 replace(state, short_since=short_since),
-                f"{_fmt(left)} of minimum on-time left",
+                f"{duration(left)} of minimum on-time left",
             )
         return Gate(False, stopped(state, now), "stopped: not enough surplus")
 
@@ -83,9 +86,9 @@ def gate(
     off_for = _elapsed(state.switched_at, now)
     pending = replace(state, want_since=want_since)
     if not immediate and waited < cfg.start_delay_s:
-        return Gate(False, pending, f"{_fmt(cfg.start_delay_s - waited)} of start delay left")
+        return Gate(False, pending, f"{duration(cfg.start_delay_s - waited)} of start delay left")
     if off_for < cfg.min_off_s:
-        return Gate(False, pending, f"{_fmt(cfg.min_off_s - off_for)} of minimum off-time left")
+        return Gate(False, pending, f"{duration(cfg.min_off_s - off_for)} of minimum off-time left")
     if starts_left(state, cfg, now) <= 0:
         return Gate(False, pending, f"daily start budget of {cfg.max_starts_per_day} used up")
     return Gate(True, started(state, now), "started")

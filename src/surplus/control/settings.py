@@ -52,6 +52,9 @@ class CommandBudget(_Model):
 
     min_interval_s: NonNeg = 300.0  # between two current changes
     deadband_a: NonNeg = 1.0  # smaller changes are not sent
+    # commands from plug-in to unplug (a start counts 2: its current and the start); the
+    # last one is kept for a stop, which is always sent. None: no limit
+    max_per_session: Annotated[int, Field(ge=4)] | None = None
 
 
 class StaleSettings(_Model):

@@ -62,6 +62,7 @@ class LoadpointState:
     connected: bool = False
     trips: TripLog = field(default_factory=TripLog)  # the car's habits
     short_of_sun_since: datetime | None = None  # running on more than the surplus, since
+    session_commands: int = 0  # charger commands since the car was plugged in
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from datetime import datetime
 import numpy as np
 
 from surplus.control.allocate import Demand, allocate
-from surplus.control.hysteresis import gate, stopped
+from surplus.control.hysteresis import duration, gate, stopped
 from surplus.control.planner import make_plan, slot_of, stale_plan, vehicle_energy_wh
 from surplus.control.prices import PriceMemory
 from surplus.control.setpoint import (
@@ -148,6 +148,7 @@ def decide(
                 else f"charger reading {_age(view.charger, now):.0f} s old"
             )
             st, cmd, reasons[lp.name] = _fallback(lp, st, settings, what, now)
+            st = _spent(st, cmd)
             commands.extend(cmd)
             lp_states[lp.name] = st
             continue
@@ -160,6 +161,7 @@ def decide(
         lp_states[lp.name] = replace(
             st,
             connected=view.charger.status in _CONNECTED,
+            session_commands=st.session_commands if plugged else 0,
             trips=trips,
             short_of_sun_since=(st.short_of_sun_since or now) if short else None,
         )
@@ -186,6 +188,7 @@ def decide(
         if name in forced_off:
             if st.on or (view is not None and view.charger.enabled):
                 commands.append(ChargerCommand(name, enable=False))
+                st = _spent(st, commands[-1:])
                 if st.on:
                     st = stopped(st, now)
             lp_states[name] = st
@@ -198,9 +201,15 @@ def decide(
         grant = grants.get(name, 0.0)
         forced = demand.forced_w > 0
         planned = forced and lp.mode in (Mode.PLAN, Mode.NOW)
+        # a start must leave its stop in the session's command budget
+        startable = st.on or _commands_left(lp, st) >= _START + _STOP
         # a planned block that just ended stops at once: no surplus delay for planned energy
         g = gate(
-            st, grant > 0, lp.contactor, now, immediate=forced or _block_ended(plan, name, slot)
+            st,
+            grant > 0 and startable,
+            lp.contactor,
+            now,
+            immediate=forced or _block_ended(plan, name, slot),
         )
         starting = g.on and not st.on
         # a starting charger picks its phases freely (no switch under load, no extra start)
@@ -225,6 +234,9 @@ def decide(
             st = replace(st, trips=replace(st.trips, topped_up=True))
         lean = min(allowance, demand.lean_w) if demand.running else 0.0
         cmd, st, budget_note = _commands(lp, st, was_on, g.on, amps, phases, grant, lean, now, view)
+        if grant > 0 and not startable:
+            budget_note = _used_up(lp, st)
+        st = _spent(st, cmd)
         commands.extend(cmd)
         lp_states[name] = st
         reasons[name] = _reason(
@@ -450,7 +462,7 @@ def _fallback(
         cmds.append(ChargerCommand(lp.name, enable=False))
         return stopped(st, now), cmds, f"{what}: safe fallback (stopped)"
     low = lp.charger.min_current_a
-    if st.current_a != low:
+    if st.current_a != low and _commands_left(lp, st) > _STOP:
         cmds.append(ChargerCommand(lp.name, current_a=low))
         st = replace(st, current_a=low, current_at=now)
     return st, cmds, f"{what}: safe fallback (holding {low:g} A)"
@@ -487,6 +499,8 @@ def _commands(
         return [cmd], replace(st, current_a=amps, current_at=now), ""
     if abs(amps - st.current_a) < max(lp.budget.deadband_a, lp.charger.resolution_a) - 1e-9:
         return [], st, ""
+    if _commands_left(lp, st) <= _STOP:
+        return [], st, _used_up(lp, st)
     waited = float("inf") if st.current_at is None else (now - st.current_at).total_seconds()
     volts = voltage(view.charger, lp.charger)
     overdraw = power_w(st.current_a, phases, volts) - grant
@@ -498,7 +512,33 @@ def _commands(
             "",
         )
     left = lp.budget.min_interval_s - waited
-    return [], st, f"next change in {int(left // 60)}m (command budget)"
+    return [], st, f"next change in {duration(left)} (command budget)"
+
+
+_START, _STOP = 2, 1  # commands a start (its current, then enable) and a stop count for
+
+
+def _commands_left(lp: LoadpointSettings, st: LoadpointState) -> float:
+    """What is left of the session's command budget (infinite without one)."""
+    cap = lp.budget.max_per_session
+    return float("inf") if cap is None else cap - st.session_commands
+
+
+def _spent(st: LoadpointState, cmds: list[Command]) -> LoadpointState:
+    """``st`` with the charger commands ``cmds`` counted against the session's budget."""
+    n = sum(
+        (c.enable is not None) + (c.current_a is not None)
+        for c in cmds
+        if isinstance(c, ChargerCommand)
+    )
+    return replace(st, session_commands=st.session_commands + n) if n else st
+
+
+def _used_up(lp: LoadpointSettings, st: LoadpointState) -> str:
+    return (
+        f"session command budget used ({st.session_commands} of"
+        f" {lp.budget.max_per_session}, the last kept for the stop)"
+    )
 
 
 def _reason(

@@ -10,6 +10,9 @@ else the car's power over the time since the last tick, at most ``MAX_GAP``. It 
 by the benchmark's rule (``surplus.bench.accounting``) on the tick's flows: solar serves
 the house first, then the car; the battery's discharge serves the house next, then the
 car; the rest is grid energy, priced at the import price of the slot holding the tick.
+A rise the charger reports while its last reading shows the car drawing nothing (a cloud
+charger's count comes with a read that caught the end of the charge) is split as the last
+tick the car drew was.
 
 The tracker remembers only the last tick per loadpoint, in memory: the first tick after a
 restart, and the tick that opens a session, only set the base the next tick counts from.
@@ -41,6 +44,7 @@ class _Seen:
     session_id: int | None  # the open session, None when none is
     at: datetime
     energy_wh: float | None  # the charger's session count then, the base of the next rise
+    shares: tuple[float, float] | None = None  # solar and battery shares of the car's power
 
 
 class SessionTracker:
@@ -84,7 +88,8 @@ class SessionTracker:
                 session = self._sessions.open(loadpoint, at)
                 seen.session_id = session.id
                 return session
-            increment = _split(wh, ev_w, pv_w, home_w, battery_w, _price(rates, at))
+            seen.shares = _shares(ev_w, pv_w, home_w, battery_w) or seen.shares
+            increment = _split(wh, seen.shares, _price(rates, at))
             session = self._sessions.add(seen.session_id, at, increment)
             if not charging_session:
                 seen.session_id = None
@@ -127,19 +132,26 @@ def _energy_wh(seen: _Seen, at: datetime, session_energy_wh: float | None, ev_w:
     return max(ev_w, 0.0) * min(elapsed, MAX_GAP).total_seconds() / 3600.0
 
 
-def _split(
-    wh: float, ev_w: float, pv_w: float, home_w: float, battery_w: float, price: float
-) -> EnergySplit:
-    """``wh`` divided by where the car's power ``ev_w`` came from, the grid part priced."""
+def _shares(
+    ev_w: float, pv_w: float, home_w: float, battery_w: float
+) -> tuple[float, float] | None:
+    """The shares of the car's power ``ev_w`` that solar and the battery serve; None when
+    the car draws nothing."""
     ev = max(ev_w, 0.0)
-    if wh <= 0.0:
-        return EnergySplit()
     if ev == 0.0:
-        return EnergySplit(grid_wh=wh, cost_eur=wh / 1000.0 * price)
+        return None
     solar = min(ev, max(pv_w - home_w, 0.0))
     battery = min(ev - solar, max(battery_w - max(home_w - pv_w, 0.0), 0.0))
-    solar_wh = wh * solar / ev
-    battery_wh = wh * battery / ev
+    return solar / ev, battery / ev
+
+
+def _split(wh: float, shares: tuple[float, float] | None, price: float) -> EnergySplit:
+    """``wh`` divided by ``shares`` (all grid without them), the grid part priced."""
+    if wh <= 0.0:
+        return EnergySplit()
+    if shares is None:
+        return EnergySplit(grid_wh=wh, cost_eur=wh / 1000.0 * price)
+    solar_wh, battery_wh = wh * shares[0], wh * shares[1]
     grid_wh = max(wh - solar_wh - battery_wh, 0.0)  # not below 0 by rounding
     return EnergySplit(solar_wh, battery_wh, grid_wh, grid_wh / 1000.0 * price)
 

@@ -60,7 +60,8 @@ def load_w(t: datetime) -> float:
     )
 
 
-def speed_clock(speed: float) -> Callable[[], datetime]:
-    """The simulated time: now, moving ``speed`` times faster than real time."""
-    start, started = datetime.now(UTC), time.monotonic()
-    return lambda: start + timedelta(seconds=(time.monotonic() - started) * speed)
+def speed_clock(speed: float, start: datetime | None = None) -> Callable[[], datetime]:
+    """The simulated time: ``start`` (default: now) at this call, moving ``speed`` times
+    faster than real time."""
+    begun, started = start or datetime.now(UTC), time.monotonic()
+    return lambda: begun + timedelta(seconds=(time.monotonic() - started) * speed)

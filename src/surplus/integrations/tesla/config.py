@@ -43,6 +43,8 @@ class TeslaConfig(BaseModel):
     energy_site_id: Annotated[str | None, Field(pattern=r"^[0-9]+$")] = None
     allow_below_5a: bool = False
     poll_interval_s: Annotated[float, Field(ge=5)] = 30.0
+    # the billed vehicle_data of an awake car that is neither plugged in nor charging
+    idle_data_s: Annotated[float, Field(ge=5)] = 1800.0
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
     @property

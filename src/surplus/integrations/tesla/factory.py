@@ -59,5 +59,6 @@ def build_tesla(config: TeslaConfig, vault: Vault, now: Callable[[], datetime]) 
         config.vin,
         now=now,
         poll_interval_s=config.poll_interval_s,
+        idle_data_s=config.idle_data_s,
         allow_below_5a=config.allow_below_5a,
     )

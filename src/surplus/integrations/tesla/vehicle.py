@@ -2,9 +2,10 @@
 
 ``run()`` keeps the reading fresh within the car's budget: the free ``/vehicles/{vin}``
 tells whether it is online or asleep every ``poll_interval_s``; the billed ``vehicle_data``
-is asked only while the car is online and plugged in (or charging), else at most every
-``idle_data_s``; an asleep car is never woken to be read (it is not charging). So an idle car
-costs nothing and may sleep.
+is asked only while the car is online and plugged in (or charging), when it has just woken
+(a car wakes when its cable is plugged in), else at most every ``idle_data_s``; an asleep
+car is never woken to be read (it is not charging). So an idle car costs little and may
+sleep.
 
 ``apply`` carries out the engine's commands: enable -> ``charge_start``, disable ->
 ``charge_stop``, a current -> ``set_charging_amps`` (sent twice below 5 A, and only when
@@ -91,9 +92,10 @@ class TeslaVehicle:
         """One round: the free state, then the charge state when it is worth its price."""
         try:
             summary = await self.client.vehicle(self.vin)
+            woke = summary.state == "online" and self.state not in (None, "online")
             self.state = summary.state
             self._checked_at = self._now()
-            if self.state == "online" and self._data_due():
+            if self.state == "online" and (woke or self._data_due()):
                 await self._read()
             self._problem = None
         except AsleepError:
@@ -147,11 +149,11 @@ class TeslaVehicle:
         charging = c.charging_state in _CHARGING and self.state == "online"
         if not c.plugged_in:
             status = ChargerStatus.DISCONNECTED
-        elif charging and c.charger_power > 0:
+        elif charging and (c.charger_power > 0 or c.charger_actual_current > 0):
             status = ChargerStatus.CHARGING
         else:
             status = ChargerStatus.CONNECTED
-        power_w = c.charger_power * 1000.0 if status is ChargerStatus.CHARGING else 0.0
+        power_w = _power_w(c) if status is ChargerStatus.CHARGING else 0.0
         # An asleep car draws nothing: that is confirmed as of the free state check.
         at = self._checked_at if self.state != "online" else self._charge_at or self._checked_at
         return ChargerState(
@@ -206,11 +208,16 @@ class TeslaVehicle:
                 notes += await self._set_amps(amps)
                 self._current_a = amps
             self._enabled = True
-            notes += await self._start()
+            if command.enable or not self._charging():  # billed: not with each current
+                notes += await self._start()
         elif amps is not None:
             self._current_a = amps
             notes.append(f"{amps} A kept until charging is enabled")
         return "; ".join(["ok", *notes])
+
+    def _charging(self) -> bool:
+        """Charging, as last read (a set current is read back, so fresh then)."""
+        return self.charge is not None and self.charge.charging_state in _CHARGING
 
     def _amps(self, current_a: float, notes: list[str]) -> int:
         amps = int(current_a)
@@ -254,6 +261,10 @@ class TeslaVehicle:
         return []
 
     async def _set_amps(self, amps: int) -> list[str]:
+        c, at = self.charge, self._charge_at
+        fresh = at is not None and self._now() - at <= timedelta(seconds=self.poll_interval_s)
+        if fresh and c is not None and c.charge_current_request == amps:
+            return []  # the car asks for this current already: no billed command
         sends = 2 if amps < MIN_AMPS else 1  # below 5 A a car takes the value on the second
         for _ in range(sends):
             result = await self.client.command(
@@ -276,3 +287,10 @@ class TeslaVehicle:
         if ok or reason in BENIGN_REASONS:
             return
         raise UnavailableError(f"{self.vin}: {name} refused ({reason or 'no reason given'})")
+
+
+def _power_w(c: ChargeState) -> float:
+    """What the car draws: amperes x volts x phases, as ``charger_power`` is whole kW."""
+    if c.charger_actual_current > 0 and c.charger_voltage > 10:
+        return float(c.charger_actual_current * c.charger_voltage * (c.charger_phases or 1))
+    return c.charger_power * 1000.0

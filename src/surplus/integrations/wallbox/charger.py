@@ -7,7 +7,9 @@ pauses, enable resumes, a current sets the maximum charging current (6 A at leas
 cannot pause a Wallbox). Writes are sent only on change and not awaited: the cloud applies
 them seconds later, and the reads to come confirm them (or show them refused). "Change" is
 against what the charger will do: a pause or a limit written and not yet read back counts
-over the last read, and the reading's ``enabled`` follows it too.
+over the last read, and the reading's ``enabled`` follows it too. A write the charger
+accepted and did not apply is sent again by ``run()``, after a wait that doubles each time
+it is still not applied (never a write per read against a charger that ignores them).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from surplus.integrations.wallbox.statuses import StatusGroup
 
 __all__ = ["WallboxCharger"]
 
+_LONGEST_RESEND_WAIT_S = 3600.0
 _ENABLED_GROUPS = frozenset({StatusGroup.CHARGING, StatusGroup.WAITING, StatusGroup.DISCHARGING})
 
 
@@ -55,6 +58,9 @@ class WallboxCharger:
         self._enabled = True  # a Wallbox charges a car plugged in unless paused
         self._current_a: float | None = None
         self._error: str | None = None  # the last read's failure, until one succeeds
+        self._resend_at: datetime | None = None  # when unapplied writes are sent again
+        self._resend_wait_s = client.confirm_timeout_s
+        self._resent: list[str] = []  # sent again and not yet seen applied
 
     def __repr__(self) -> str:
         return f"WallboxCharger({self.charger_id})"
@@ -72,7 +78,30 @@ class WallboxCharger:
             await self.refresh()
             if self.client.needs_reauth is not None:
                 return
+            await self._send_unapplied_again()
             await self._sleep(self.poll_interval_s)
+
+    async def _send_unapplied_again(self) -> None:
+        """Send again what the charger accepted and did not apply, once the wait is over."""
+        if not self.client.unapplied(self.charger_id):
+            self._resend_at = None
+            if not self.client.pending(self.charger_id):  # applied: the next wait is short
+                self._resend_wait_s = self.client.confirm_timeout_s
+                self._resent = []
+            return
+        now = self._now()
+        if self._resend_at is None:
+            self._resend_at = now + timedelta(seconds=self._resend_wait_s)
+        if now < self._resend_at:
+            return
+        self._resend_at = None
+        self._resent = self.client.unapplied(self.charger_id)
+        self._resend_wait_s = min(2 * self._resend_wait_s, _LONGEST_RESEND_WAIT_S)
+        wanted = ChargerCommand("", enable=self._enabled, current_a=self._current_a)
+        try:
+            await self.apply(wanted)
+        except DeviceError as err:
+            self._error = str(err)
 
     async def refresh(self) -> None:
         """One read of the status; a failure is kept for ``health`` (never raised)."""
@@ -137,7 +166,17 @@ class WallboxCharger:
             return "refused", f"needs re-authentication: {reauth}"
         unapplied = self.client.unapplied(self.charger_id)
         if unapplied:
-            return "refused", f"the charger accepted {', '.join(unapplied)} but did not apply it"
+            again = (
+                ""
+                if self._resend_at is None
+                else f"; sending it again at {self._resend_at:%H:%M:%S}"
+            )
+            return (
+                "stale",
+                f"the charger accepted {', '.join(unapplied)} but did not apply it{again}",
+            )
+        if self._resent and self.client.pending(self.charger_id):
+            return "stale", f"the charger did not apply {', '.join(self._resent)}: sent again"
         status = self.status
         if self._error is not None:
             return "stale", self._error

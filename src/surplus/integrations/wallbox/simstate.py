@@ -1,9 +1,9 @@
 """The simulated Wallbox cloud without HTTP: one account, its sign-in sessions and their
 cap, its rate limits, and one charger with a simulated car behind it.
 
-Two clocks: ``clock`` (wall time) stamps tokens and fills the rate-limit windows; the
-charger's world (the car, the delay before a write shows, a reboot, the sessions) runs
-``speed`` times as fast from the simulator's start.
+Two clocks: ``clock`` (wall time) stamps tokens; the charger's world (the car, the delay
+before a write shows, a reboot, the sessions) and the rate-limit windows run ``speed`` times
+as fast from the simulator's start, so a sped-up day makes the calls of a real one.
 
 - Sign-in (``signin``, ``legacy_token``) opens a session; the account keeps at most
   ``session_cap`` of them and the next evicts the oldest (counted in ``evicted``: the
@@ -421,7 +421,7 @@ class WallboxSimulator:
     def admit(self, method: str, path: str) -> None:
         """The budgets and faults a data call meets once authorized."""
         write = method != "GET"
-        now = self.clock()
+        now = self.sim_now()
         window = [t for t in self._calls[write] if now - t < timedelta(seconds=60)]
         limit = self.write_limit if write else self.read_limit
         window.append(now)
