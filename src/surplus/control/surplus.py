@@ -13,6 +13,7 @@ changed and the device's command budget allows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
@@ -148,7 +149,7 @@ def decide(
                 else f"charger reading {_age(view.charger, now):.0f} s old"
             )
             st, cmd, reasons[lp.name] = _fallback(lp, st, settings, what, now)
-            st = _spent(st, cmd)
+            st = spent(st, cmd)
             commands.extend(cmd)
             lp_states[lp.name] = st
             continue
@@ -188,7 +189,7 @@ def decide(
         if name in forced_off:
             if st.on or (view is not None and view.charger.enabled):
                 commands.append(ChargerCommand(name, enable=False))
-                st = _spent(st, commands[-1:])
+                st = spent(st, commands[-1:])
                 if st.on:
                     st = stopped(st, now)
             lp_states[name] = st
@@ -236,7 +237,7 @@ def decide(
         cmd, st, budget_note = _commands(lp, st, was_on, g.on, amps, phases, grant, lean, now, view)
         if grant > 0 and not startable:
             budget_note = _used_up(lp, st)
-        st = _spent(st, cmd)
+        st = spent(st, cmd)
         commands.extend(cmd)
         lp_states[name] = st
         reasons[name] = _reason(
@@ -524,7 +525,7 @@ def _commands_left(lp: LoadpointSettings, st: LoadpointState) -> float:
     return float("inf") if cap is None else cap - st.session_commands
 
 
-def _spent(st: LoadpointState, cmds: list[Command]) -> LoadpointState:
+def spent(st: LoadpointState, cmds: Iterable[Command]) -> LoadpointState:
     """``st`` with the charger commands ``cmds`` counted against the session's budget."""
     n = sum(
         (c.enable is not None) + (c.current_a is not None)

@@ -36,10 +36,11 @@ from surplus.control.state import (
     BatteryCommand,
     BatteryMode,
     ChargerCommand,
+    Command,
     ControlState,
     Decision,
 )
-from surplus.control.surplus import decide
+from surplus.control.surplus import decide, spent
 from surplus.domain.errors import DeviceError, NotSupportedError
 from surplus.domain.readings import ChargerStatus, LoadpointSnapshot, SiteSnapshot
 from surplus.domain.tariff import SLOT, Rates
@@ -328,15 +329,24 @@ def _stopping_unasked_charges(decision: Decision, snapshot: SiteSnapshot) -> Dec
     """``decision`` with a stop for each charger drawing power the engine did not ask for
     (many start by themselves when a car is plugged in) and has no command for."""
     commanded = {c.loadpoint for c in decision.commands if isinstance(c, ChargerCommand)}
-    stops = []
+    stops: list[Command] = []
+    states = dict(decision.state.loadpoints)
     for name, view in snapshot.loadpoints.items():
-        state = decision.state.loadpoints.get(name)
+        state = states.get(name)
         wanted = state is not None and state.on
         charger = view.charger
         unasked = charger.status == ChargerStatus.CHARGING and not charger.enabled
         if unasked and not wanted and name not in commanded:
             stops.append(ChargerCommand(name, enable=False))
-    return replace(decision, commands=(*decision.commands, *stops)) if stops else decision
+            if state is not None:  # counted in the session's command budget too
+                states[name] = spent(state, stops[-1:])
+    if not stops:
+        return decision
+    return replace(
+        decision,
+        commands=(*decision.commands, *stops),
+        state=replace(decision.state, loadpoints=states),
+    )
 
 
 def _not_driven(lp: LoadpointConfig, devices: Sequence[Device]) -> str:

@@ -231,9 +231,11 @@ class FleetSimulator:
         self._update_power(v)
 
     def unplug(self, vin: str) -> None:
+        """The owner unlocks the charge port and pulls the cable: that wakes the car too."""
         self.advance()
         v = self.vehicles[vin]
         v.plugged, v.charge_on, v.power = False, False, 0.0
+        v.state, v.wake_at = "online", None
         v.idle_since = self.now()
 
     def fall_asleep(self, vin: str) -> None:
