@@ -451,8 +451,9 @@ async def test_benign_refusals_are_done_real_ones_fail_and_writes_are_read_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The car takes at most 10 A: 16 A answers success and is clamped, which only the
-    read-back tells. ``charge_start`` to a charging car answers result:false ``is_charging``:
-    done, not a failure. A real refusal fails, and is sent again next tick."""
+    read-back tells. A lower current goes without a (billed) ``charge_start``. ``charge_stop``
+    to a car the owner has stopped answers result:false ``not_charging``: done, not a
+    failure. A real refusal fails, and is sent again next tick."""
     sim = FleetSimulator()
     answers: list[tuple[str, bool, str]] = []
     command = sim.command
@@ -473,16 +474,23 @@ async def test_benign_refusals_are_done_real_ones_fail_and_writes_are_read_back(
         results = run.results()
         assert "ok; 16 A capped by the car at 10 A" in results
         assert run.car.charge_current_request == 10
-        before = len(results)
-        run.sun["w"] = 2_000.0  # less sun: a lower current, and charge_start again
-        results = await run.results_until(
-            "a benign charge_start", lambda _: ("charge_start", False, "is_charging") in answers
-        )
-        assert not failed(results[before:], "")
+        before, sent = len(results), len(answers)
+        run.sun["w"] = 2_000.0  # less sun: a lower current
+        await run.results_until("a lower current", lambda r: len(r) > before)
+        assert [a for a in answers[sent:] if a[0] == "charge_start"] == []
+
+        run.car.charge_on = False  # the owner stops it in the app as the sun goes
+        results = await run.stopped()
+        assert ("charge_stop", False, "not_charging") in answers
+        assert not failed(results, "")
 
         refuse["next"] = True
-        results = await run.stopped()
-        assert failed(results, "refused (could_not_wake_buses)")
+        before = len(run.results())
+        run.sun["w"] = SUNNY_W
+        await run.results_until(
+            "a refusal", lambda r: bool(failed(r[before:], "refused (could_not_wake_buses)"))
+        )
+        await run.charging()  # sent again
         await run.tesla("ok")
 
 

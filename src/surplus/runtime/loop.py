@@ -5,8 +5,12 @@ reading and the tariff's known prices, asks the engine, sends its battery comman
 the device's ``BatteryController`` and logs each command with its reason and result. The
 engine's new state is kept only for what took effect: a command that failed is decided (and
 sent) again next tick. A battery mode the device says it cannot do (``NotSupportedError``)
-is dropped: logged once, never sent again. Until a battery command has taken effect, the
-engine's mode is sent even when it did not change (see ``_synced``).
+goes to the site's battery through the Fleet API instead, where a device offers an energy
+site (a Tesla with ``energy_site_id``; a Powerwall 3 refuses local writes), and from then on
+straight there; a mode neither can do is dropped: logged once, never sent again. A device
+that is not "ok" (a Tesla that needs re-authentication) is not commanded. Until a battery
+command has taken effect, the engine's mode is sent even when it did not change (see
+``_synced``).
 
 A ``[[loadpoints]]`` table whose ``charger_device`` is a charger (an OCPP connector) is
 driven: its charger's state goes into the snapshot, the engine's charger commands go to it
@@ -22,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from surplus.capabilities import (
     ApiUsage,
@@ -70,6 +75,14 @@ class LoadpointStatus:
     session_solar_share: float | None = None
     # the vendor API calls of the session under way (or of the last one, once it ended)
     session_api: ApiUsage | None = None
+
+
+@runtime_checkable
+class _EnergySiteHolder(Protocol):
+    """A charger whose cloud reaches the site's home battery too (a Tesla's energy site)."""
+
+    @property
+    def energy_site(self) -> BatteryController | None: ...
 
 
 class ControlLoop:
@@ -121,6 +134,8 @@ class ControlLoop:
         self._rates: Rates | None = None
         self.state = ControlState()
         self._dropped: set[tuple[str, BatteryMode]] = set()
+        # modes the site device refused, sent through an energy site instead
+        self._via_cloud: set[tuple[str, BatteryMode]] = set()
         # Until one battery command took effect, the gateway may still do what an earlier
         # run left it doing (a raised reserve): the engine's mode is sent even unchanged.
         self._synced = False
@@ -286,35 +301,99 @@ class ControlLoop:
     async def _battery(
         self, command: BatteryCommand, device: Device | None, reason: str, now: datetime
     ) -> bool:
-        """Send one battery command and log it; whether it took effect."""
+        """Send one battery command, through an energy site once the device refused its mode,
+        and log it; whether it took effect."""
         adapter = device.adapter if device is not None else None
         if device is None or not isinstance(adapter, BatteryController):
             return False
         if device.state.health != Health.OK:
             return False  # a device that refuses our credentials or throttles us waits
-        if (device.name, command.mode) in self._dropped:
+        key = (device.name, command.mode)
+        if key in self._dropped:
             return False
-        try:
-            await adapter.set_battery_mode(command.mode, command.power_w)
-        except NotSupportedError as err:
-            self._dropped.add((device.name, command.mode))
-            log.warning("%s: battery mode %s dropped: %s", device.name, command.mode, err)
-            result, done = f"not supported, not asked again: {err}", False
-        except DeviceError as err:
-            log.warning(
-                "%s: battery mode %s failed, retried next tick: %s", device.name, command.mode, err
-            )
-            result, done = f"failed, retried next tick: {err}", False
+        site: tuple[Device, BatteryController] | None = None
+        if key in self._via_cloud:
+            site = self._energy_site()
+            if site is None or site[0].state.health != Health.OK:
+                return False  # the energy site's device waits too
+            error = await _sent(site[1], command)
         else:
-            result, done = "ok", True
+            error = await _sent(adapter, command)
+            if isinstance(error, NotSupportedError) and (site := self._energy_site()) is not None:
+                if site[0].state.health != Health.OK:
+                    return False  # refused here, and the energy site waits: both asked again
+                refused = error
+                error = await _sent(site[1], command)
+                if not isinstance(error, NotSupportedError):
+                    self._steer_through(key, site[0], refused)
+        return self._logged(command, device, site[0].name if site else None, error, reason, now)
+
+    def _energy_site(self) -> tuple[Device, BatteryController] | None:
+        """The first device whose cloud reaches the site's battery, and its energy site."""
+        for device in self._devices:
+            charger = device.charger
+            if isinstance(charger, _EnergySiteHolder) and charger.energy_site is not None:
+                return device, charger.energy_site
+        return None
+
+    def _steer_through(self, key: tuple[str, BatteryMode], holder: Device, why: Exception) -> None:
+        """From now on send ``key``'s mode through ``holder``'s energy site; say so once."""
+        if not self._via_cloud:
+            log.warning(
+                "%s: the battery is steered through the Fleet API energy site of %s from now"
+                " on: battery mode %s was refused locally: %s",
+                key[0],
+                holder.name,
+                key[1],
+                why,
+            )
+        self._via_cloud.add(key)
+
+    def _logged(
+        self,
+        command: BatteryCommand,
+        device: Device,
+        via: str | None,
+        error: DeviceError | None,
+        reason: str,
+        now: datetime,
+    ) -> bool:
+        """Log what came of one battery command sent (``via`` an energy site's device);
+        whether it took effect."""
+        if isinstance(error, NotSupportedError):
+            self._dropped.add((device.name, command.mode))
+            log.warning("%s: battery mode %s dropped: %s", device.name, command.mode, error)
+            result = f"not supported, not asked again: {error}"
+        elif error is not None:
+            log.warning(
+                "%s: battery mode %s failed, retried next tick: %s",
+                device.name,
+                command.mode,
+                error,
+            )
+            result = f"failed, retried next tick: {error}"
+        else:
+            result = "ok"
+        done = error is None
         self._synced = self._synced or done
-        entry = {
+        entry: dict[str, object] = {
             "device": device.name,
             "battery_mode": str(command.mode),
             "power_w": command.power_w,
         }
+        if via is not None:
+            entry["via"] = via
         self._decisions.append(now, None, entry, reason, result)
         return done
+
+
+async def _sent(controller: BatteryController, command: BatteryCommand) -> DeviceError | None:
+    """Send ``command`` to ``controller``: its refusal, or None when it took it."""
+    try:
+        await controller.set_battery_mode(command.mode, command.power_w)
+    except DeviceError as err:
+        return err
+    return None
 
 
 def _with_battery_command(decision: Decision) -> Decision:

@@ -5,7 +5,10 @@ the refresh token and the expiry (``surplus auth tesla`` puts them there); a con
 app's secret is in the vault too (``client_secret_secret``). ``fleet_url`` defaults to the
 region's Fleet API; a wrong region is corrected at run time (421). ``ca_file`` trusts a
 private CA (the simulator's certificate); ``proxy_url`` is a ``tesla-http-proxy`` for cars
-that need signed commands (``proxy_ca_file`` its certificate).
+that need signed commands (``proxy_ca_file`` its certificate). ``energy_site_id`` names the
+account's energy site, whose battery is steered through the Fleet API where the local gateway
+refuses it; ``energy_site_reserve_pct`` is its normal backup reserve (default: Tesla's
+factory 20 %).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class TeslaConfig(BaseModel):
     proxy_url: str | None = None
     proxy_ca_file: Path | None = None
     energy_site_id: Annotated[str | None, Field(pattern=r"^[0-9]+$")] = None
+    energy_site_reserve_pct: Annotated[int | None, Field(ge=0, le=100)] = None  # default 20
     allow_below_5a: bool = False
     poll_interval_s: Annotated[float, Field(ge=5)] = 30.0
     # the billed vehicle_data of an awake car that is neither plugged in nor charging
@@ -68,4 +72,6 @@ class TeslaConfig(BaseModel):
     def _consistent(self) -> TeslaConfig:
         if self.proxy_ca_file is not None and self.proxy_url is None:
             raise ValueError("proxy_ca_file: give proxy_url too")
+        if self.energy_site_reserve_pct is not None and self.energy_site_id is None:
+            raise ValueError("energy_site_reserve_pct: give energy_site_id too")
         return self

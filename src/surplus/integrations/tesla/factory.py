@@ -1,5 +1,5 @@
 """Build a ``TeslaVehicle`` from its config: the TLS trust, the tokens from the vault, the
-Fleet API client and the adapter."""
+Fleet API client and the adapter, with the account's energy site when one is configured."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from surplus.domain.errors import ConfigError
 from surplus.integrations.tesla.client import FleetClient
 from surplus.integrations.tesla.config import TeslaConfig
+from surplus.integrations.tesla.energy import DEFAULT_NORMAL_RESERVE_PCT, TeslaEnergySite
 from surplus.integrations.tesla.tokens import TeslaTokens
 from surplus.integrations.tesla.vehicle import TeslaVehicle
 from surplus.security.vault import Vault
@@ -45,7 +46,9 @@ def tokens_of(config: TeslaConfig, vault: Vault, now: Callable[[], datetime]) ->
 
 
 def build_tesla(config: TeslaConfig, vault: Vault, now: Callable[[], datetime]) -> TeslaVehicle:
-    """The car of ``config``; its tokens are read from ``vault`` when first needed."""
+    """The car of ``config``; its tokens are read from ``vault`` when first needed. Its energy
+    site shares its client: refresh tokens rotate, and two clients refreshing one vault entry
+    would race and lose it."""
     client = FleetClient(
         config.base_url,
         tokens_of(config, vault, now),
@@ -54,6 +57,15 @@ def build_tesla(config: TeslaConfig, vault: Vault, now: Callable[[], datetime]) 
         proxy_verify=trust(config.proxy_ca_file, "proxy_ca_file") if config.proxy_url else None,
         timeout_s=config.timeout_s,
     )
+    site = None
+    if config.energy_site_id is not None:
+        reserve = config.energy_site_reserve_pct
+        site = TeslaEnergySite(
+            client,
+            config.energy_site_id,
+            now=now,
+            normal_reserve_pct=DEFAULT_NORMAL_RESERVE_PCT if reserve is None else reserve,
+        )
     return TeslaVehicle(
         client,
         config.vin,
@@ -61,4 +73,5 @@ def build_tesla(config: TeslaConfig, vault: Vault, now: Callable[[], datetime]) 
         poll_interval_s=config.poll_interval_s,
         idle_data_s=config.idle_data_s,
         allow_below_5a=config.allow_below_5a,
+        energy_site=site,
     )

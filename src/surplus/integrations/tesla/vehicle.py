@@ -33,6 +33,7 @@ from surplus.domain.errors import (
 )
 from surplus.domain.readings import ChargerState, ChargerStatus, SessionProgress
 from surplus.integrations.tesla.client import FleetClient, SigningRequiredError
+from surplus.integrations.tesla.energy import TeslaEnergySite
 from surplus.integrations.tesla.models import BENIGN_REASONS, ChargeState
 
 __all__ = ["TeslaVehicle"]
@@ -57,6 +58,7 @@ class TeslaVehicle:
         idle_data_s: float = IDLE_DATA_S,
         allow_below_5a: bool = False,
         voltage_v: float = 230.0,
+        energy_site: TeslaEnergySite | None = None,
     ) -> None:
         self.client = client
         self.vin = vin
@@ -65,6 +67,7 @@ class TeslaVehicle:
         self.idle_data_s = idle_data_s
         self.allow_below_5a = allow_below_5a
         self.voltage_v = voltage_v
+        self.energy_site = energy_site  # the account's home battery, on the same client
         self.state: str | None = None  # online | asleep | offline, from /vehicles
         self.charge: ChargeState | None = None
         self._charge_at: datetime | None = None  # when ``charge`` was read
