@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from surplus.config import ServiceConfig
     from surplus.demo import Demo
     from surplus.integrations.powerwall.simulator import ServedSimulator
+    from surplus.integrations.registry import DeviceConfig
 
 app = typer.Typer(
     help="surplus: a self-hosted home energy manager.",
@@ -203,14 +204,24 @@ def check_config(
         say(line)
 
 
-def _summary(config: ServiceConfig) -> list[str]:
+def _reached(device: DeviceConfig) -> str:
+    """Where surplus reaches ``device``, or that it comes to surplus."""
     from surplus.integrations.registry import is_polled
+    from surplus.integrations.tesla.config import TeslaConfig
+    from surplus.integrations.wallbox.config import WallboxConfig
 
+    if is_polled(device):
+        return device.host
+    if isinstance(device, TeslaConfig):
+        return f"Fleet API {device.base_url}"
+    if isinstance(device, WallboxConfig):
+        return f"Wallbox cloud {device.api_url}"
+    return "connects to surplus"
+
+
+def _summary(config: ServiceConfig) -> list[str]:
     service = config.service
-    devices = [
-        f"{d.name} ({d.type}, {d.host if is_polled(d) else 'connects to surplus'})"
-        for d in config.devices
-    ]
+    devices = [f"{d.name} ({d.type}, {_reached(d)})" for d in config.devices]
     loadpoints = [f"{lp.name} ({lp.mode})" for lp in config.loadpoints]
     return [
         f"  API on {service.api_host}:{service.api_port}, data in {service.data_dir}",
