@@ -55,6 +55,7 @@ def test_a_cloud_charger_charges_from_the_sun_within_its_command_target(
                 charged = True
                 currents.add(loadpoint["setpoint_a"])
             elif charged and loadpoint["charger_status"] == "disconnected":
+                shown = httpx.get(url.replace("/state", "/sessions"), timeout=5).json()
                 break
             assert time.monotonic() - started < WITHIN_S, (loadpoint, out.lines[-20:])
             time.sleep(0.2)
@@ -69,6 +70,9 @@ def test_a_cloud_charger_charges_from_the_sun_within_its_command_target(
     with Store.open(tmp_path / "surplus.db") as store:
         (session,) = store.sessions.between(began, datetime.now(UTC) + timedelta(minutes=1))
     assert session.end is not None
+    (listed,) = shown["sessions"]  # the API lists it as the store keeps it
+    assert listed["id"] == session.id and listed["end"] == session.end.isoformat()
+    assert listed["energy_wh"] == pytest.approx(session.energy.total_wh, abs=0.1)
     energy = session.energy
     assert energy.total_wh > 1000.0
     # from the sun, or from the home battery carrying it between two hourly changes

@@ -130,6 +130,10 @@ def test_demo_serves_the_simulated_site_until_ctrl_c(tmp_path: Path) -> None:
             assert bad.status_code == 400 and bad.json()["field"] == "step", bad.text
         missing = get(f"/history?from={_z(started)}&to={_z(datetime.now(UTC))}&step=60")
         assert missing.status_code == 400 and missing.json()["field"] == "series"
+        assert get("/sessions").json() == {"sessions": []}  # no charger here
+        bad = get(f"/sessions?from={_z(datetime.now(UTC))}&to={_z(started)}")
+        assert bad.status_code == 400 and bad.json()["field"] == "to", bad.text
+        assert get("/sessions?from=yesterday").json()["field"] == "from"
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0

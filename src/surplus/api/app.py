@@ -4,6 +4,8 @@
                           whether it is stale), the loadpoints, and each integration's state
     GET /api/v1/history   ?series=<device>.<quantity>&from=<ISO 8601>&to=<ISO 8601>&step=<s>
                           the recorded series in buckets of ``step`` seconds
+    GET /api/v1/sessions  [?from=<ISO 8601>&to=<ISO 8601>] the charging sessions overlapping
+                          that span (default: the last 7 days), oldest first
 
 A bad or missing parameter is a 400 ``{"error": ..., "field": ...}``; any other error is a
 JSON body without a traceback. Answers hold readings, reasons and device states, which never
@@ -28,11 +30,13 @@ from surplus.runtime.devices import Device, site_device
 from surplus.runtime.loop import ControlLoop
 from surplus.runtime.poller import Health
 from surplus.store.series import Series, level_for
+from surplus.store.sessions import Session, Sessions
 
 __all__ = ["MAX_BUCKETS", "create_app"]
 
 MAX_BUCKETS = 10_000  # per history answer
 MAX_STEP_S = 366 * 86_400
+SESSIONS_SPAN = timedelta(days=7)  # the sessions shown without from and to
 
 
 class _BadParameter(Exception):
@@ -48,9 +52,10 @@ def create_app(
     series: Series,
     now: Callable[[], datetime],
     routes: Sequence[BaseRoute] = (),
+    sessions: Sessions | None = None,
 ) -> Starlette:
     """The API over the service's devices, control loop and store; ages are taken at ``now``.
-    ``routes``: more of them (the push API's)."""
+    ``routes``: more of them (the push API's); ``sessions``: the store's charging sessions."""
 
     async def state(request: Request) -> Response:
         return JSONResponse(
@@ -117,14 +122,45 @@ def create_app(
             }
         )
 
+    def charging_sessions(request: Request) -> Response:  # sync, like history
+        try:
+            end = _time(request, "to") if request.query_params.get("to") else now()
+            start = (
+                _time(request, "from") if request.query_params.get("from") else end - SESSIONS_SPAN
+            )
+            if end <= start:
+                raise _BadParameter("to", "must be after from")
+        except _BadParameter as bad:
+            return JSONResponse({"error": bad.message, "field": bad.field}, status_code=400)
+        found = sessions.between(start, end) if sessions is not None else []
+        return JSONResponse({"sessions": [_session(s) for s in found]})
+
     return Starlette(
         routes=[
             Route("/api/v1/state", state, methods=["GET"]),
             Route("/api/v1/history", history, methods=["GET"]),
+            Route("/api/v1/sessions", charging_sessions, methods=["GET"]),
             *routes,
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+
+
+def _session(session: Session) -> dict[str, Any]:
+    energy = session.energy
+    share = energy.solar_share
+    return {
+        "id": session.id,
+        "loadpoint": session.loadpoint,
+        "start": session.start.isoformat(),
+        "end": None if session.end is None else session.end.isoformat(),
+        "energy_wh": round(energy.total_wh, 1),
+        "solar_wh": round(energy.solar_wh, 1),
+        "battery_wh": round(energy.battery_wh, 1),
+        "grid_wh": round(energy.grid_wh, 1),
+        "solar_share": None if share is None else round(share, 3),
+        "cost_eur": round(energy.cost_eur, 4),
+    }
 
 
 def _usage(usage: ApiUsage | None) -> dict[str, Any] | None:

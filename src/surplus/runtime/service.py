@@ -132,7 +132,7 @@ class Service:
             sessions=SessionTracker(store.sessions),
         )
         pushes = push_routes(store.push_keys, store.push_messages, _push_sink(devices), self._now)
-        app = create_app(devices, loop, store.series, self._now, pushes)
+        app = create_app(devices, loop, store.series, self._now, pushes, store.sessions)
         try:
             with _listening(self._host, self._port) as sock, one_error():
                 async with asyncio.TaskGroup() as tasks:
