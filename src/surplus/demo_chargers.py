@@ -30,10 +30,10 @@ from typing import Protocol
 from surplus.integrations.ocpp.chargepoint_sim import SimulatedChargePoint
 from surplus.integrations.tesla.config import TeslaConfig
 from surplus.integrations.tesla.factory import tokens_of
+from surplus.integrations.tesla.models import IDLE_DATA_S
 from surplus.integrations.tesla.simstate import FleetSimulator
 from surplus.integrations.tesla.simulator import running_simulator as running_fleet
 from surplus.integrations.tesla.tokens import scopes_for
-from surplus.integrations.tesla.vehicle import IDLE_DATA_S
 from surplus.integrations.wallbox.simstate import WallboxSimulator
 from surplus.integrations.wallbox.simulator import running_simulator as running_wallbox
 from surplus.runtime.datadir import open_store, open_vault
@@ -204,7 +204,8 @@ class _Wallbox:
 
     def tables(self) -> str:
         # The simulated cloud counts its rate limits in simulated minutes: the demo reads the
-        # status once a simulated minute, as a real account is best read once a minute.
+        # status once a simulated minute (up to 60x; faster, once a second of real time), as a
+        # real account is best read once a minute.
         reads = min(60.0, self.speed)
         return f"""
 [[devices]]
@@ -241,6 +242,11 @@ class _Tesla:
         self.sim, self.speed, self.clock = sim, sim.speed, clock
         self.fleet_url, self.ca_file, self.client_id = fleet_url, ca_file, sim.client_id
 
+    @property
+    def idle_data_s(self) -> float:
+        """The idle car's read interval, simulated time (at least the config's 5 s)."""
+        return max(5.0, IDLE_DATA_S / self.speed)
+
     def config(self) -> TeslaConfig:
         return TeslaConfig(
             type="tesla",
@@ -252,7 +258,7 @@ class _Tesla:
             auth_url=self.fleet_url,
             ca_file=self.ca_file,
             poll_interval_s=5.0,
-            idle_data_s=max(5.0, IDLE_DATA_S / self.speed),
+            idle_data_s=self.idle_data_s,
         )
 
     def tables(self) -> str:
@@ -267,7 +273,7 @@ fleet_url = "{self.fleet_url}"
 auth_url = "{self.fleet_url}"
 ca_file = "{self.ca_file}"
 poll_interval_s = 5
-idle_data_s = {max(5.0, IDLE_DATA_S / self.speed):.3g}  # {IDLE_DATA_S:g} s simulated
+idle_data_s = {self.idle_data_s:.3g}  # {IDLE_DATA_S:g} s simulated
 """ + _loadpoint(self.name, self.speed, cloud=True)
 
     def power_w(self) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -182,7 +181,7 @@ def sim_push_sender(
         )
     if not 0.0 < speed <= 100_000.0:
         raise typer.BadParameter("must be above 0 and at most 100000", param_hint="--speed")
-    clock = _clock(speed_clock(speed), None if start is None else _start(start))
+    clock = speed_clock(speed, None if start is None else _start(start))
     site = SimulatedSite(None if no_battery else HomeBattery(), step_s=interval_s * speed)
 
     pushed = 0
@@ -201,14 +200,6 @@ def sim_push_sender(
     except KeyboardInterrupt:
         pass
     say("stopped")
-
-
-def _clock(clock: Callable[[], datetime], start: datetime | None) -> Callable[[], datetime]:
-    """``clock``, moved to begin at ``start``."""
-    if start is None:
-        return clock
-    offset = start - clock()
-    return lambda: clock() + offset
 
 
 def _start(text: str) -> datetime:

@@ -306,7 +306,7 @@ async def test_the_loop_steers_through_the_energy_site_once_the_gateway_refuses(
         site.errors[BatteryMode.IDLE] = NotSupportedError("no idle")
         for _ in range(2):
             await loop.apply(wants(BatteryMode.IDLE), device, at)  # neither can: dropped
-        assert gateway.calls == ["hold", "hold", "charge", "idle"]
+        assert gateway.calls == ["hold", "hold"]  # once refused, every mode goes to the cloud
         assert site.calls == ["hold", "hold", "hold", "charge", "idle"]
         entries = store.log.between(at, at + timedelta(seconds=1))
     logged = [(e.command.get("via"), e.command["battery_mode"], e.result) for e in entries]

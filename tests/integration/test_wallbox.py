@@ -225,6 +225,21 @@ async def test_write_accepted_but_not_applied_is_reported(tmp_path: Path) -> Non
         assert sim.requests[STATUS] <= 5  # the read-back stayed within the budget
 
 
+async def test_a_write_applied_after_its_timeout_is_no_longer_unapplied(tmp_path: Path) -> None:
+    """The charger takes longer than the confirm timeout: the write counts as unapplied
+    until a read shows it applied after all."""
+    time = FakeTime()
+    sim = new_sim(time, apply_delay_s=300.0)
+    async with cloud(sim, tmp_path, time, confirm_timeout_s=120) as (_, client):
+        await client.status(CHARGER)
+        with pytest.raises(UnavailableError, match="did not apply it"):
+            await client.set_max_current(CHARGER, 10)
+        assert client.unapplied(CHARGER) == ["a limit of 10 A"]
+        time.advance(300.0)
+        assert (await client.status(CHARGER)).max_charging_current_a == 10
+        assert client.unapplied(CHARGER) == []
+
+
 async def test_unsent_write_is_checked_by_later_reads(tmp_path: Path) -> None:
     time = FakeTime()
     sim = new_sim(time)

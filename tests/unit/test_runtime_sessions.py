@@ -208,15 +208,9 @@ def test_a_rise_reported_with_the_car_at_rest_is_split_as_the_last_drawing_tick(
     at_rest = {**SUNNY, "ev_w": 0.0}
     later = tick(tracker, T0 + 2 * MIN, 160.0, flows=at_rest)
     assert energy(later) == EnergySplit(solar_wh=160.0)
-    # with no drawing tick before it, the rise is grid energy
-    other = SessionTracker(store.sessions)
-    store.sessions.close(open_session_id(store), T0 + 3 * MIN)
-    tick(other, T0 + 4 * MIN, 0.0, flows=at_rest)
-    first = tick(other, T0 + 5 * MIN, 50.0, flows=at_rest)
+    # the next session does not inherit those shares: a rise at rest before any drawing
+    # tick of its own is grid energy
+    tick(tracker, T0 + 3 * MIN, 160.0, charging=False, flows=at_rest)
+    tick(tracker, T0 + 4 * MIN, 0.0, flows=at_rest)
+    first = tick(tracker, T0 + 5 * MIN, 50.0, flows=at_rest)
     assert energy(first) == EnergySplit(grid_wh=50.0)
-
-
-def open_session_id(store: Store) -> int:
-    current = store.sessions.current(LP)
-    assert current is not None
-    return current.id

@@ -130,6 +130,8 @@ def create_app(
             )
             if end <= start:
                 raise _BadParameter("to", "must be after from")
+            if end - start > timedelta(seconds=MAX_STEP_S):
+                raise _BadParameter("to", "must be at most a year after from")
         except _BadParameter as bad:
             return JSONResponse({"error": bad.message, "field": bad.field}, status_code=400)
         found = sessions.between(start, end) if sessions is not None else []

@@ -463,7 +463,9 @@ def _fallback(
         cmds.append(ChargerCommand(lp.name, enable=False))
         return stopped(st, now), cmds, f"{what}: safe fallback (stopped)"
     low = lp.charger.min_current_a
-    if st.current_a != low and _commands_left(lp, st) > _STOP:
+    if st.current_a != low:
+        if _commands_left(lp, st) <= _STOP:
+            return st, cmds, f"{what}: safe fallback, but {_used_up(lp, st)}"
         cmds.append(ChargerCommand(lp.name, current_a=low))
         st = replace(st, current_a=low, current_at=now)
     return st, cmds, f"{what}: safe fallback (holding {low:g} A)"
@@ -495,12 +497,18 @@ def _commands(
             st.switched_at is None or view.charger.at > st.switched_at
         )
         return ([ChargerCommand(name, enable=False)] if was_on or rogue else []), st, ""
-    if switchable and phases != view.charger.phases and st.phase_switched_at == now:
+    left = _commands_left(lp, st)
+    if (
+        switchable
+        and phases != view.charger.phases
+        and st.phase_switched_at == now
+        and left > _STOP
+    ):
         cmd = ChargerCommand(name, current_a=amps, phases=phases)
         return [cmd], replace(st, current_a=amps, current_at=now), ""
     if abs(amps - st.current_a) < max(lp.budget.deadband_a, lp.charger.resolution_a) - 1e-9:
         return [], st, ""
-    if _commands_left(lp, st) <= _STOP:
+    if left <= _STOP:
         return [], st, _used_up(lp, st)
     waited = float("inf") if st.current_at is None else (now - st.current_at).total_seconds()
     volts = voltage(view.charger, lp.charger)

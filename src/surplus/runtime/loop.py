@@ -134,8 +134,8 @@ class ControlLoop:
         self._rates: Rates | None = None
         self.state = ControlState()
         self._dropped: set[tuple[str, BatteryMode]] = set()
-        # modes the site device refused, sent through an energy site instead
-        self._via_cloud: set[tuple[str, BatteryMode]] = set()
+        # site devices that refused a mode: all their modes go through an energy site since
+        self._via_cloud: set[str] = set()
         # Until one battery command took effect, the gateway may still do what an earlier
         # run left it doing (a raised reserve): the engine's mode is sent even unchanged.
         self._synced = False
@@ -312,7 +312,7 @@ class ControlLoop:
         if key in self._dropped:
             return False
         site: tuple[Device, BatteryController] | None = None
-        if key in self._via_cloud:
+        if device.name in self._via_cloud:
             site = self._energy_site()
             if site is None or site[0].state.health != Health.OK:
                 return False  # the energy site's device waits too
@@ -325,7 +325,7 @@ class ControlLoop:
                 refused = error
                 error = await _sent(site[1], command)
                 if not isinstance(error, NotSupportedError):
-                    self._steer_through(key, site[0], refused)
+                    self._steer_through(device.name, command.mode, site[0], refused)
         return self._logged(command, device, site[0].name if site else None, error, reason, now)
 
     def _energy_site(self) -> tuple[Device, BatteryController] | None:
@@ -336,18 +336,20 @@ class ControlLoop:
                 return device, charger.energy_site
         return None
 
-    def _steer_through(self, key: tuple[str, BatteryMode], holder: Device, why: Exception) -> None:
-        """From now on send ``key``'s mode through ``holder``'s energy site; say so once."""
+    def _steer_through(self, name: str, mode: BatteryMode, holder: Device, why: Exception) -> None:
+        """From now on send ``name``'s battery modes through ``holder``'s energy site (a
+        gateway that refuses one mode locally is not asked the others: their states would
+        part); say so once."""
         if not self._via_cloud:
             log.warning(
                 "%s: the battery is steered through the Fleet API energy site of %s from now"
                 " on: battery mode %s was refused locally: %s",
-                key[0],
+                name,
                 holder.name,
-                key[1],
+                mode,
                 why,
             )
-        self._via_cloud.add(key)
+        self._via_cloud.add(name)
 
     def _logged(
         self,

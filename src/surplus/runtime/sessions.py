@@ -86,13 +86,13 @@ class SessionTracker:
                     return None
                 # What moved before the session started is not the session's.
                 session = self._sessions.open(loadpoint, at)
-                seen.session_id = session.id
+                seen.session_id, seen.shares = session.id, None
                 return session
             seen.shares = _shares(ev_w, pv_w, home_w, battery_w) or seen.shares
             increment = _split(wh, seen.shares, _price(rates, at))
             session = self._sessions.add(seen.session_id, at, increment)
             if not charging_session:
-                seen.session_id = None
+                seen.session_id, seen.shares = None, None
                 # A clock set back must not end a session before its start.
                 session = self._sessions.close(session.id, max(at, session.start))
             return session

@@ -39,7 +39,7 @@ from surplus.domain.readings import BatteryState, MeterReading
 from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.client import PowerwallClient
 
-__all__ = ["CAPABILITIES", "PowerwallAdapter", "PowerwallReading"]
+__all__ = ["CAPABILITIES", "PowerwallAdapter", "PowerwallReading", "reserve_for"]
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +250,16 @@ class PowerwallAdapter:
 
     async def _reserve_for(self, mode: BatteryMode) -> float:
         """The backup reserve (app scale) that makes ``self_consumption`` do ``mode``."""
-        if mode == BatteryMode.NORMAL:
-            return self._normal_reserve_pct
-        if mode == BatteryMode.CHARGE:
-            return 100.0
-        return float(math.floor((await self._recent()).battery.soc_pct))
+        soc_pct = (await self._recent()).battery.soc_pct if mode == BatteryMode.HOLD else 0.0
+        return reserve_for(mode, soc_pct, self._normal_reserve_pct)
+
+
+def reserve_for(mode: BatteryMode, soc_pct: float, normal_pct: float) -> float:
+    """The backup reserve (app %) that makes a Powerwall in ``self_consumption`` do ``mode``
+    at a state of charge of ``soc_pct``: ``normal_pct``, 100 to charge, the state of charge
+    (whole percent, rounded down) to hold."""
+    if mode == BatteryMode.NORMAL:
+        return normal_pct
+    if mode == BatteryMode.CHARGE:
+        return 100.0
+    return float(min(max(math.floor(soc_pct), 0), 100))

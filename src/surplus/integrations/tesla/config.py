@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from surplus.integrations.tesla.models import AUTH_URL, REGION_URLS
+from surplus.integrations.tesla.models import AUTH_URL, IDLE_DATA_S, REGION_URLS
 
 __all__ = ["TeslaConfig"]
 
@@ -48,7 +48,7 @@ class TeslaConfig(BaseModel):
     allow_below_5a: bool = False
     poll_interval_s: Annotated[float, Field(ge=5)] = 30.0
     # the billed vehicle_data of an awake car that is neither plugged in nor charging
-    idle_data_s: Annotated[float, Field(ge=5)] = 1800.0
+    idle_data_s: Annotated[float, Field(ge=5)] = IDLE_DATA_S
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
     @property

@@ -23,7 +23,6 @@ the client's ``DeviceError``s.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from datetime import datetime
 
@@ -32,6 +31,7 @@ from surplus.domain.errors import NotSupportedError, UnavailableError
 from surplus.integrations.powerwall.adapter import (
     DEFAULT_NORMAL_RESERVE_PCT as POWERWALL_NORMAL_RESERVE_PCT,
 )
+from surplus.integrations.powerwall.adapter import reserve_for
 from surplus.integrations.tesla.client import FleetClient
 from surplus.integrations.tesla.models import LiveStatus
 
@@ -83,7 +83,7 @@ class TeslaEnergySite:
         live = await self.client.live_status(self.site_id)
         self._check_grid(live)
         info = await self.client.site_info(self.site_id)
-        reserve_pct = _reserve_for(wanted, live, self._normal_reserve_pct)
+        reserve_pct = int(reserve_for(wanted, live.percentage_charged, self._normal_reserve_pct))
         wrote = False
         if info.default_real_mode != SELF_CONSUMPTION:
             await self.client.set_operation(self.site_id, SELF_CONSUMPTION)
@@ -128,15 +128,6 @@ class TeslaEnergySite:
                 f"tesla site {self.site_id}: its live status is from {at.isoformat()}, too old"
                 " to show the grid is up (is the gateway offline?): the battery is not changed"
             )
-
-
-def _reserve_for(mode: BatteryMode, live: LiveStatus, normal_pct: int) -> int:
-    """The backup reserve (app %) that makes ``self_consumption`` do ``mode``."""
-    if mode == BatteryMode.CHARGE:
-        return 100
-    if mode == BatteryMode.HOLD:
-        return min(max(math.floor(live.percentage_charged), 0), 100)
-    return normal_pct
 
 
 def _timestamp(live: LiveStatus) -> datetime | None:

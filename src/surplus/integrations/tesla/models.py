@@ -13,6 +13,7 @@ __all__ = [
     "AUTH_URL",
     "BENIGN_REASONS",
     "EU_URL",
+    "IDLE_DATA_S",
     "NA_URL",
     "REGION_URLS",
     "ChargeState",
@@ -21,6 +22,9 @@ __all__ = [
     "SiteInfo",
     "VehicleSummary",
 ]
+
+# the billed vehicle_data of an awake car neither plugged in nor charging, at most this often
+IDLE_DATA_S = 1800.0
 
 NA_URL = "https://fleet-api.prd.na.vn.cloud.tesla.com"
 EU_URL = "https://fleet-api.prd.eu.vn.cloud.tesla.com"

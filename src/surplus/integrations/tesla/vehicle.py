@@ -34,14 +34,13 @@ from surplus.domain.errors import (
 from surplus.domain.readings import ChargerState, ChargerStatus, SessionProgress
 from surplus.integrations.tesla.client import FleetClient, SigningRequiredError
 from surplus.integrations.tesla.energy import TeslaEnergySite
-from surplus.integrations.tesla.models import BENIGN_REASONS, ChargeState
+from surplus.integrations.tesla.models import BENIGN_REASONS, IDLE_DATA_S, ChargeState
 
 __all__ = ["TeslaVehicle"]
 
 log = logging.getLogger(__name__)
 
 MIN_AMPS = 5
-IDLE_DATA_S = 1800.0
 _CHARGING = frozenset({"Charging", "Starting"})
 
 
@@ -164,7 +163,7 @@ class TeslaVehicle:
             enabled=self._enabled,
             offered_current_a=float(c.charge_current_request),
             power_w=power_w,
-            phases=c.charger_phases or 3,
+            phases=_phases(c),
             at=at,
             voltage_v=float(c.charger_voltage) if c.charger_voltage > 10 else None,
         )
@@ -292,8 +291,15 @@ class TeslaVehicle:
         raise UnavailableError(f"{self.vin}: {name} refused ({reason or 'no reason given'})")
 
 
+def _phases(c: ChargeState) -> int:
+    """The phases the car charges on: Tesla reports 2 for three (a known quirk)."""
+    if c.charger_phases is None:
+        return 3
+    return 3 if c.charger_phases == 2 else c.charger_phases
+
+
 def _power_w(c: ChargeState) -> float:
     """What the car draws: amperes x volts x phases, as ``charger_power`` is whole kW."""
     if c.charger_actual_current > 0 and c.charger_voltage > 10:
-        return float(c.charger_actual_current * c.charger_voltage * (c.charger_phases or 1))
+        return float(c.charger_actual_current * c.charger_voltage * _phases(c))
     return c.charger_power * 1000.0

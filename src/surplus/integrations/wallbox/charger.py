@@ -61,6 +61,7 @@ class WallboxCharger:
         self._resend_at: datetime | None = None  # when unapplied writes are sent again
         self._resend_wait_s = client.confirm_timeout_s
         self._resent: list[str] = []  # sent again and not yet seen applied
+        self._applying = asyncio.Lock()  # the loop's commands and the resend, one at a time
 
     def __repr__(self) -> str:
         return f"WallboxCharger({self.charger_id})"
@@ -97,9 +98,10 @@ class WallboxCharger:
         self._resend_at = None
         self._resent = self.client.unapplied(self.charger_id)
         self._resend_wait_s = min(2 * self._resend_wait_s, _LONGEST_RESEND_WAIT_S)
-        wanted = ChargerCommand("", enable=self._enabled, current_a=self._current_a)
         try:
-            await self.apply(wanted)
+            async with self._applying:  # what is wanted once the loop's command is done
+                wanted = ChargerCommand("", enable=self._enabled, current_a=self._current_a)
+                await self._apply(wanted)
         except DeviceError as err:
             self._error = str(err)
 
@@ -175,7 +177,7 @@ class WallboxCharger:
                 "stale",
                 f"the charger accepted {', '.join(unapplied)} but did not apply it{again}",
             )
-        if self._resent and self.client.pending(self.charger_id):
+        if set(self._resent) & set(self.client.pending(self.charger_id)):
             return "stale", f"the charger did not apply {', '.join(self._resent)}: sent again"
         status = self.status
         if self._error is not None:
@@ -197,6 +199,10 @@ class WallboxCharger:
     async def apply(self, command: ChargerCommand) -> str:
         """Carry out ``command``: "ok", with what happened after semicolons. A failure
         raises the client's ``DeviceError`` (``AuthenticationError`` when it needs the owner)."""
+        async with self._applying:
+            return await self._apply(command)
+
+    async def _apply(self, command: ChargerCommand) -> str:
         reauth = self.client.needs_reauth
         if reauth is not None:
             raise AuthenticationError(f"needs re-authentication: {reauth}")

@@ -147,7 +147,7 @@ class WallboxClient:
         self._reauth: str | None = None
         self._last: dict[int, WallboxStatus] = {}
         self._pending: dict[int, list[_Expectation]] = {}
-        self._unapplied: dict[int, list[str]] = {}
+        self._unapplied: dict[int, list[_Expectation]] = {}
         self.calls = 0  # requests sent to the charger API
         self.reads = 0  # of which reads (GET)
         self.writes = 0  # and writes
@@ -377,18 +377,21 @@ class WallboxClient:
         return None
 
     def unapplied(self, charger_id: int) -> list[str]:
-        """Writes the charger accepted and did not apply in time (cleared by the next one)."""
-        return list(self._unapplied.get(charger_id, []))
+        """Writes the charger accepted and did not apply in time (cleared by the next write,
+        or by a read showing them applied after all)."""
+        return [e.what for e in self._unapplied.get(charger_id, [])]
 
     def _check_pending(self, status: WallboxStatus) -> None:
         if status.offline:
             return  # an offline charger's status shows nothing new
         now, kept = self._now(), []
+        late = [e for e in self._unapplied.get(status.charger_id, []) if not e.check(status)]
+        self._unapplied[status.charger_id] = late
         for e in self._pending.get(status.charger_id, []):
             if e.check(status):
                 continue
             if now >= e.deadline:
-                self._unapplied.setdefault(status.charger_id, []).append(e.what)
+                late.append(e)
                 log.warning(
                     "charger %s accepted %s but did not apply it", status.charger_id, e.what
                 )
