@@ -386,10 +386,11 @@ def _say_demo_ready(running: Demo) -> None:
     for line in [
         f"surplus demo is running: a simulated {SITE_NAMES[running.site]} site,"
         f" {running.speed:g}x real time",
-        f"  state:   {api}/state",
-        f"  history: {api}/history?series={running.device}.solar_w"
+        f"  state:    {api}/state",
+        f"  history:  {api}/history?series={running.device}.solar_w"
         f"&from={day[0]}&to={day[1]}&step=60",
-        f"  data:    {running.data_dir}",
+        f"  sessions: {api}/sessions",
+        f"  data:     {running.data_dir}",
         "Ctrl-C stops it.",
     ]:
         say(line)
