@@ -36,8 +36,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -48,6 +47,7 @@ from surplus.domain.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from surplus.integrations.closing import Closing
 from surplus.integrations.envoy import models as m
 from surplus.integrations.envoy.tokens import EnvoyTokens, TokenClaims, read_claims
 from surplus.integrations.powerwall.client import CertificateMismatchError
@@ -88,7 +88,7 @@ RATE_LIMITED_RETRY_S = 30.0  # the gateway names no Retry-After
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class EnvoyClient:
+class EnvoyClient(Closing):
     """One gateway; every method may raise a ``DeviceError``.
 
     ``tokens`` None: no token (enough for ``info``, ``check_token`` and firmware < 7).
@@ -160,17 +160,6 @@ class EnvoyClient:
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` first when the client closes (e.g. to end a stream reader)."""
         self._on_close.append(callback)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         callbacks, self._on_close = self._on_close, []

@@ -30,8 +30,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -43,6 +42,7 @@ from surplus.domain.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from surplus.integrations.closing import Closing
 from surplus.integrations.powerwall import models as m
 from surplus.integrations.powerwall.tls import (
     certificate_refused,
@@ -115,7 +115,7 @@ class GatewayBusyError(UnavailableError):
         super().__init__(message)
 
 
-class PowerwallClient:
+class PowerwallClient(Closing):
     """One gateway, logged in as ``customer``; every method may raise a ``DeviceError``."""
 
     def __init__(
@@ -161,17 +161,6 @@ class PowerwallClient:
     def fingerprint(self) -> str | None:
         """The pinned SHA-256 fingerprint; after first use also the one trusted on first use."""
         return self._fingerprint
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         if self._http is not None:

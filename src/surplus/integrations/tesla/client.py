@@ -44,8 +44,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -57,6 +56,7 @@ from surplus.domain.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from surplus.integrations.closing import Closing
 from surplus.integrations.tesla.models import (
     PROTOCOL_REQUIRED,
     ChargeState,
@@ -122,7 +122,7 @@ class Usage:
         )
 
 
-class FleetClient:
+class FleetClient(Closing):
     """The Fleet API at ``base_url`` (switched on 421) with tokens from ``tokens``."""
 
     def __init__(
@@ -176,17 +176,6 @@ class FleetClient:
     @property
     def total_cost_usd(self) -> float:
         return sum(u.cost_usd for u in self.usage.values())
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -44,6 +44,7 @@ from surplus.domain.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from surplus.integrations.closing import Closing
 from surplus.integrations.wallbox.budget import Backoff, TokenBucket
 from surplus.integrations.wallbox.models import (
     ChargingSessionRecord,
@@ -99,7 +100,7 @@ def _ssl(ca_file: Path | None) -> ssl.SSLContext | bool:
         ) from None
 
 
-class WallboxClient:
+class WallboxClient(Closing):
     """One Wallbox account. ``clock`` is wall time (token expiries, budgets); ``sleep`` waits
     for the budget (both injectable for tests)."""
 
@@ -157,12 +158,6 @@ class WallboxClient:
 
     def __repr__(self) -> str:
         return f"WallboxClient({self._api_url!r}, {self._user_url!r})"
-
-    async def __aenter__(self) -> WallboxClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
